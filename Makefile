@@ -1,0 +1,32 @@
+# mirkit: every target installs what it needs first (uv, then the locked environment).
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+VENV := .venv
+BIN := $(VENV)/bin
+PRESET ?= tiny
+SEED ?= 0
+DATA := data/$(PRESET)
+
+.PHONY: setup test lint data clean-data
+
+setup: $(VENV)/.synced
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $@
+
+test: setup
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+data: $(DATA)/truth.json
+
+$(DATA)/truth.json: | setup
+	$(BIN)/mirkit synth --preset $(PRESET) --seed $(SEED) --out $(DATA)
+
+clean-data:
+	rm -rf data/tiny data/demo data/large
