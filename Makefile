@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 VENV := .venv
 BIN := $(VENV)/bin
-PRESET ?= tiny
+PRESET ?= demo
 SEED ?= 0
 DATA := data/$(PRESET)
 

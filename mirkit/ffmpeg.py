@@ -17,7 +17,7 @@ BITEXACT = {"fflags": "+bitexact", "flags:a": "+bitexact", "map_metadata": -1}
 no random stream serials), so generated corpora are byte-identical across runs."""
 
 CODECS = {
-    "mp3": {"acodec": "libmp3lame", "audio_bitrate": "128k"},
+    "mp3": {"acodec": "libmp3lame", "audio_bitrate": "128k", "compression_level": 9},
     "ogg": {"acodec": "libvorbis", "aq": 4},
     "flac": {"acodec": "flac"},
     "wav": {"acodec": "pcm_s16le"},

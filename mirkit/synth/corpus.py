@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 PLAYS_FILE = "userid-timestamp-artid-artname-traid-traname.tsv"
 PROFILES_FILE = "userid-profile.tsv"
+FORMAT_WEIGHT = {"mp3": 4.0, "ogg": 1.0, "flac": 1.5, "wav": 1.0, "m4a": 1.0}
+"""Relative frequency of audio formats (mp3 dominates real collections)."""
 MOOD_COLOUR = {
     "happy": (0.8, 0.95),
     "sad": (0.35, 0.5),
@@ -127,7 +129,8 @@ def _pick_mess(rng: np.random.Generator, world: World, preset: Preset) -> dict[s
 def _media_jobs(world: World, out: Path, mess: dict[str, list[int]], seed: int) -> list[MediaJob]:
     t, p = world.tracks, world.preset
     rng = np.random.default_rng([seed, 5])
-    fmt = rng.choice(len(p.audio_formats), size=world.n_tracks)
+    fmt_weights = np.array([FORMAT_WEIGHT[f] for f in p.audio_formats])
+    fmt = rng.choice(len(p.audio_formats), size=world.n_tracks, p=fmt_weights / fmt_weights.sum())
     rate = rng.choice(len(p.sample_rates), size=world.n_tracks, p=_rate_weights(p))
     stereo = rng.random(world.n_tracks) < 0.5
     png = rng.random(len(world.album_name)) < 0.2

@@ -21,15 +21,17 @@ DAY_S = 86400.0
 class ListeningModel:
     repeat_last: float = 0.05
     repeat_recent: float = 0.12
-    same_album: float = 0.10
-    same_artist: float = 0.13
+    same_album: float = 0.08
+    same_artist: float = 0.10
     genre_drift: float = 0.18
-    new_release: float = 0.05
+    new_release: float = 0.06
     session_recent: float = 0.2
-    """At a session start: go back to a recent track with this probability."""
+    """At a session start: go back to a recent track with this probability..."""
+    session_new_release: float = 0.25
+    """...or try a new release with this one."""
     recent_window: int = 30
-    new_window_days: float = 30.0
-    popularity_exponent: float = 0.8
+    new_window_days: float = 45.0
+    popularity_exponent: float = 0.6
     foreign_language_weight: float = 0.3
     mean_session_plays: float = 10.0
     min_session_gap_s: float = 3600.0
@@ -73,6 +75,24 @@ def _group(keys: np.ndarray) -> dict[int, np.ndarray]:
     return {int(keys[g[0]]): g for g in np.split(order, bounds)}
 
 
+@dataclass(frozen=True)
+class PlayLog:
+    """Clean plays as parallel arrays sorted by user, then time."""
+
+    user: np.ndarray
+    track: np.ndarray
+    time_s: np.ndarray  # seconds since the world's start
+
+    @classmethod
+    def from_users(cls, plays: list[tuple[np.ndarray, np.ndarray]]) -> PlayLog:
+        """From per-user (tracks, times) pairs, user index = position in the list."""
+        return cls(
+            user=np.concatenate([np.full(len(tracks), u) for u, (tracks, _) in enumerate(plays)]),
+            track=np.concatenate([tracks for tracks, _ in plays]),
+            time_s=np.concatenate([times for _, times in plays]),
+        )
+
+
 Component = tuple[float, np.ndarray, np.ndarray]
 """(probability of the mechanism, candidate track indices, their unnormalised weights)."""
 
@@ -93,7 +113,8 @@ def next_track_components(
     new_mask = t.release_day[released] > day - m.new_window_days
     new_tracks = released[new_mask]
     new_weights = index.pop[new_tracks] * index.world.users.taste[u, t.genre[new_tracks]]
-    parts: list[Component] = [(m.new_release, new_tracks, new_weights)]
+    new_share = m.session_new_release if session_start else m.new_release
+    parts: list[Component] = [(new_share, new_tracks, new_weights)]
     if history:
         recent, counts = np.unique(history[-m.recent_window :], return_counts=True)
         last = history[-1]

@@ -338,7 +338,7 @@ def write_lyrics(
         theme,
         others,
     ]
-    weights = np.array([0.32, 0.28, 0.15, 0.12, 0.13])
+    weights = np.array([0.32, 0.22, 0.15, 0.12, 0.19])
 
     def line() -> str:
         picks = rng.choice(len(sources), size=int(rng.integers(4, 9)), p=weights)

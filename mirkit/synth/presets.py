@@ -46,8 +46,30 @@ class Preset:
         return asdict(self)
 
 
+ALL_FORMATS = ("mp3", "ogg", "flac", "wav", "m4a")
+
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         "tiny", n_tracks=60, n_users=30, n_plays=1500, n_genres=4, audio_seconds=5.0, days=180
+    ),
+    "demo": Preset(
+        "demo",
+        n_tracks=2000,
+        n_users=500,
+        n_plays=60_000,
+        n_genres=12,
+        audio_seconds=10.0,
+        days=540,
+        audio_formats=ALL_FORMATS,
+    ),
+    "large": Preset(
+        "large",
+        n_tracks=20_000,
+        n_users=5000,
+        n_plays=2_000_000,
+        n_genres=12,
+        audio_seconds=10.0,
+        days=720,
+        audio_formats=ALL_FORMATS,
     ),
 }

@@ -286,13 +286,14 @@ def _draw_artists(rng: np.random.Generator, preset: Preset, genres: list[str]) -
     genre = rng.choice(len(genres), size=n_artists, p=genre_weight)
     genre[: len(genres)] = np.arange(len(genres))  # every genre has an artist
     language = [_choice(rng, GENRE_LANGUAGES.get(genres[g], DEFAULT_LANGUAGES)) for g in genre]
-    language[: len(LANGUAGES)] = list(LANGUAGES)[:n_artists]  # every language is sung
+    every_language = ["en", "ru", "ja", "es", "fr", "de", "pt"]  # non-Latin scripts first
+    language[: len(every_language)] = every_language[:n_artists]
     k = np.arange(1, N_HARMONICS + 1)
     rolloff = np.array([GENRE_ROLLOFF[genres[g]] for g in genre])
     timbre = k[None, :] ** -rolloff[:, None] * rng.lognormal(0, 0.35, (n_artists, N_HARMONICS))
     timbre /= timbre.sum(axis=1, keepdims=True)
     return {
-        "name": [make_name(rng, lang, words=int(rng.integers(1, 3))) for lang in language],
+        "name": _unique_names(rng, language, max_words=2),
         "mbid": [new_mbid(rng) for _ in range(n_artists)],
         "genre": genre,
         "language": language,
@@ -305,25 +306,40 @@ def _draw_artists(rng: np.random.Generator, preset: Preset, genres: list[str]) -
     }
 
 
+def _unique_names(rng: np.random.Generator, languages: list[str], max_words: int) -> list[str]:
+    """Distinct names, so that artist and (artist, title) identify a track even in play
+    rows without ids."""
+    names: list[str] = []
+    taken: set[str] = set()
+    for lang in languages:
+        name = make_name(rng, lang, words=int(rng.integers(1, max_words + 1)))
+        while name.casefold() in taken:
+            name = make_name(rng, lang, words=int(rng.integers(1, max_words + 1)))
+        taken.add(name.casefold())
+        names.append(name)
+    return names
+
+
 def _draw_catalogue(
     rng: np.random.Generator, preset: Preset, genres: list[str], artists: dict
 ) -> tuple[dict, Tracks]:
     """Albums of 2-12 tracks until the catalogue is full; the last ~12% of days bring new
     releases, which have few or no plays before a global time split."""
     n_artists = len(artists["genre"])
-    artist_pop = rng.pareto(1.2, n_artists) + 1.0
+    artist_pop = rng.pareto(1.5, n_artists) + 1.0
     new_from = int(preset.days * 0.88)
     album_artist, album_day, album_name = [], [], []
     rows: dict[str, list] = {k: [] for k in ("artist", "album", "mood", "genre", "is_new")}
     while len(rows["artist"]) < preset.n_tracks:
-        a = int(rng.choice(n_artists, p=artist_pop / artist_pop.sum()))
-        is_new = rng.random() < 0.12 or len(album_artist) == 1  # at least one new album
+        album = len(album_artist)
+        # the first artists (one per genre, every language) all get an album
+        a = album if album < min(n_artists, len(LANGUAGES)) else int(rng.integers(0, n_artists))
+        is_new = rng.random() < 0.12 or album == 1  # at least one new album
         day = (
             int(rng.integers(new_from, preset.days))
             if is_new
             else int(rng.integers(-3 * preset.days, new_from - 7))
         )
-        album = len(album_artist)
         album_artist.append(a)
         album_day.append(day)
         album_name.append(make_name(rng, artists["language"][a], words=int(rng.integers(1, 4))))
@@ -345,9 +361,7 @@ def _draw_catalogue(
     instrumental_p = np.array([GENRE_INSTRUMENTAL.get(genres[g], 0.08) for g in genre])
     tracks = Tracks(
         track_id=[new_mbid(rng) for _ in range(n)],
-        name=[
-            make_name(rng, artists["language"][a], words=int(rng.integers(1, 4))) for a in artist
-        ],
+        name=_unique_names(rng, [artists["language"][a] for a in artist], max_words=3),
         artist=artist,
         album=np.array(rows["album"][:n]),
         genre=genre,
@@ -357,7 +371,7 @@ def _draw_catalogue(
         energy=np.clip(MOOD_ENERGY[mood] + rng.normal(0, 0.12, n), 0.02, 0.98),
         brightness=np.clip(rng.beta(2, 2, n) * 0.6 + 0.4 * MOOD_ENERGY[mood], 0.02, 0.98),
         duration_s=np.round(rng.uniform(140, 380, n), 1),
-        popularity=artist_pop[artist] * rng.lognormal(0, 1.0, n),
+        popularity=artist_pop[artist] * rng.lognormal(0, 0.8, n),
         release_day=np.array(album_day)[np.array(rows["album"][:n])],
         is_new=np.array(rows["is_new"][:n]),
         instrumental=rng.random(n) < instrumental_p,
