@@ -1,13 +1,15 @@
 # mirkit: every target installs what it needs first (uv, then the locked environment).
+# PRESET picks the corpus and its config: configs/$(PRESET).toml (demo or tiny).
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 VENV := .venv
 BIN := $(VENV)/bin
 PRESET ?= demo
-SEED ?= 0
+CONFIG := configs/$(PRESET).toml
 DATA := data/$(PRESET)
+SHARDS := shards/$(PRESET)
 
-.PHONY: setup test lint data clean-data
+.PHONY: setup test lint data shards clean-data
 
 setup: $(VENV)/.synced
 
@@ -26,7 +28,12 @@ lint: setup
 data: $(DATA)/truth.json
 
 $(DATA)/truth.json: | setup
-	$(BIN)/mirkit synth --preset $(PRESET) --seed $(SEED) --out $(DATA)
+	$(BIN)/mirkit --config $(CONFIG) synth
+
+shards: $(SHARDS)/manifest.json
+
+$(SHARDS)/manifest.json: $(DATA)/truth.json | setup
+	$(BIN)/mirkit --config $(CONFIG) shards build
 
 clean-data:
-	rm -rf data/tiny data/demo data/large
+	rm -rf data/tiny data/demo data/large shards/tiny shards/demo

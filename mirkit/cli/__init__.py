@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mirkit import __version__, log
+from mirkit.cli.shards import shards
 from mirkit.cli.synth import synth
 from mirkit.config import build_default_map, read_toml
 
@@ -35,3 +36,4 @@ def main(ctx: click.Context, config_path: Path | None, verbose: int, quiet: bool
 
 
 main.add_command(synth)
+main.add_command(shards)

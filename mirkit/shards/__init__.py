@@ -1,0 +1,2 @@
+"""Shards format v1: item shards (WebDataset tars) and tables, built once from raw data
+and reused by every experiment. See docs/shards.md for the contract."""

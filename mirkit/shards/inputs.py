@@ -1,0 +1,303 @@
+"""Readers for the raw inputs a user has on disk, and track identity.
+
+Every reader returns a polars DataFrame with mirkit's column names. Rows that cannot be
+used are never dropped silently: they come back as `Problem`s that the build records in
+`failures.parquet` and counts in the manifest.
+"""
+
+from __future__ import annotations
+
+import csv
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+PLAY_FORMATS = ("auto", "lastfm", "table", "seqrec")
+TABLE_SUFFIXES = (".csv", ".parquet", ".tsv")
+
+
+class InputError(ValueError):
+    """An input that cannot be read at all; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One row of failures.parquet."""
+
+    kind: str  # "play", "track", "item"
+    key: str
+    modality: str
+    reason: str
+    detail: str = ""
+    item_id: int | None = None
+
+
+@dataclass
+class PlayColumns:
+    """Column names of a CSV/Parquet play table."""
+
+    user: str = "user_id"
+    track: str = "track_id"
+    time: str = "timestamp"
+    artist: str = "artist_name"
+    title: str = "track_name"
+
+
+@dataclass
+class Plays:
+    """Plays before identity resolution: user, track id (maybe empty), artist, title,
+    timestamp (int64 seconds, or the position for logs without times), source row."""
+
+    frame: pl.DataFrame
+    format: str
+    timed: bool
+    problems: list[Problem] = field(default_factory=list)
+    rows_read: int = 0
+
+
+def normalise(text: str) -> str:
+    """Case-, width- and whitespace-insensitive form of a name (NFKC, casefold)."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def track_key(track_id: str, artist: str, title: str) -> str:
+    """A track's identity: its id when present, else the normalised 'artist - title'."""
+    track_id = (track_id or "").strip()
+    return track_id if track_id else f"{normalise(artist or '')} - {normalise(title or '')}"
+
+
+def _require(path: Path, what: str, option: str) -> None:
+    if not path.exists():
+        raise InputError(f"{what} {path} does not exist (check {option})")
+
+
+def detect_play_format(path: Path) -> str:
+    """lastfm: headerless 6-field TSV; seqrec: lines of integers; table: CSV/Parquet."""
+    if path.suffix == ".parquet" or path.suffix == ".csv":
+        return "table"
+    with open(path, encoding="utf-8", errors="replace") as f:
+        first = f.readline().rstrip("\n")
+    if first.count("\t") == 5 and not first.startswith(("#", "user_id")):
+        return "lastfm"
+    if first and all(token.isdigit() for token in first.split()):
+        return "seqrec"
+    if path.suffix == ".tsv":
+        return "table"
+    raise InputError(
+        f"cannot tell the format of plays file {path}: pass --plays-format lastfm|table|seqrec"
+    )
+
+
+def read_plays(path: Path, fmt: str = "auto", columns: PlayColumns | None = None) -> Plays:
+    _require(path, "plays file", "--plays")
+    fmt = detect_play_format(path) if fmt == "auto" else fmt
+    if fmt == "lastfm":
+        return _read_lastfm(path)
+    if fmt == "seqrec":
+        return _read_seqrec(path)
+    if fmt == "table":
+        return _read_play_table(path, columns or PlayColumns())
+    raise InputError(f"unknown plays format {fmt!r}; choose one of {', '.join(PLAY_FORMATS)}")
+
+
+def _read_lastfm(path: Path) -> Plays:
+    """Last.fm-1K: user, ISO time, artist MBID, artist, track MBID, title; no header."""
+    rows, problems = [], []
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        for line_no, line in enumerate(f, start=1):
+            fields = line.rstrip("\r\n").split("\t")
+            if len(fields) != 6:
+                problems.append(
+                    Problem(
+                        "play",
+                        f"line {line_no}",
+                        "plays",
+                        "malformed line",
+                        f"{len(fields)} tab-separated fields, expected 6",
+                    )
+                )
+                continue
+            rows.append((fields[0], fields[1], fields[3], fields[4], fields[5], line_no))
+    frame = pl.DataFrame(
+        rows, schema=["user_id", "time", "artist", "track_id", "title", "row"], orient="row"
+    )
+    frame, bad = _parse_times(frame)
+    problems += bad
+    return Plays(
+        frame, "lastfm", timed=True, problems=problems, rows_read=len(rows) + len(problems)
+    )
+
+
+def _parse_times(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[Problem]]:
+    """`time` (ISO-8601 strings or epoch numbers) -> int64 epoch seconds `timestamp`."""
+    col = frame["time"]
+    if col.dtype.is_numeric():
+        seconds = col.cast(pl.Int64)
+    else:
+        text = col.cast(pl.String).str.strip_chars()
+        as_number = text.cast(pl.Int64, strict=False)
+        as_date = text.str.to_datetime(time_zone="UTC", strict=False).dt.epoch("s")
+        seconds = as_number.fill_null(as_date)
+    frame = frame.with_columns(seconds.alias("timestamp")).drop("time")
+    bad = frame.filter(pl.col("timestamp").is_null())
+    problems = [
+        Problem("play", f"row {r}", "plays", "unparsable timestamp", str(u))
+        for u, r in zip(bad["user_id"], bad["row"], strict=True)
+    ]
+    return frame.filter(pl.col("timestamp").is_not_null()), problems
+
+
+def _read_seqrec(path: Path) -> Plays:
+    """`user item item ...` per line, in time order, no timestamps: position is the time."""
+    rows, problems = [], []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            tokens = line.split()
+            if len(tokens) < 2:
+                problems.append(
+                    Problem(
+                        "play", f"line {line_no}", "plays", "malformed line", "a user with no items"
+                    )
+                )
+                continue
+            user = tokens[0]
+            rows += [(user, item, pos, line_no) for pos, item in enumerate(tokens[1:])]
+    frame = pl.DataFrame(rows, schema=["user_id", "track_id", "timestamp", "row"], orient="row")
+    frame = frame.with_columns(artist=pl.lit(""), title=pl.lit(""))
+    return Plays(
+        frame, "seqrec", timed=False, problems=problems, rows_read=len(rows) + len(problems)
+    )
+
+
+def read_table(path: Path, option: str) -> pl.DataFrame:
+    """A CSV, TSV or Parquet table with a header, every column as read (CSV: strings)."""
+    _require(path, "table", option)
+    if path.suffix == ".parquet":
+        return pl.read_parquet(path)
+    separator = "\t" if path.suffix == ".tsv" else ","
+    try:
+        return pl.read_csv(
+            path,
+            separator=separator,
+            infer_schema=False,
+            quote_char='"',
+        )
+    except pl.exceptions.PolarsError as err:
+        raise InputError(f"cannot read {path} ({option}): {err}") from err
+
+
+def _columns_or_fail(frame: pl.DataFrame, wanted: dict[str, str], path: Path) -> None:
+    missing = {opt: col for opt, col in wanted.items() if col not in frame.columns}
+    if missing:
+        names = ", ".join(f"'{c}' (set it with {o})" for o, c in missing.items())
+        raise InputError(
+            f"{path} has no column {names}; its columns are: {', '.join(frame.columns)}"
+        )
+
+
+def _read_play_table(path: Path, columns: PlayColumns) -> Plays:
+    frame = read_table(path, "--plays")
+    _columns_or_fail(
+        frame,
+        {"--user-col": columns.user, "--track-col": columns.track, "--time-col": columns.time},
+        path,
+    )
+    optional = {
+        c: (pl.col(c).cast(pl.String) if c in frame.columns else pl.lit(""))
+        for c in (columns.artist, columns.title)
+    }
+    frame = frame.with_row_index("row", offset=1).select(
+        pl.col(columns.user).cast(pl.String).alias("user_id"),
+        pl.col(columns.time).alias("time"),
+        optional[columns.artist].fill_null("").alias("artist"),
+        pl.col(columns.track).cast(pl.String).fill_null("").alias("track_id"),
+        optional[columns.title].fill_null("").alias("title"),
+        pl.col("row").cast(pl.Int64),
+    )
+    frame, problems = _parse_times(frame)
+    return Plays(
+        frame, "table", timed=True, problems=problems, rows_read=len(frame) + len(problems)
+    )
+
+
+@dataclass
+class TrackColumns:
+    track_id: str = "track_id"
+    title: str = "track_name"
+    artist: str = "artist_name"
+    album: str = "album_name"
+
+
+def read_tracks(path: Path, columns: TrackColumns | None = None) -> pl.DataFrame:
+    """The catalogue: track_key, track_id, title, artist, album, then any genre and numeric
+    feature columns (numbers are kept as float32)."""
+    columns = columns or TrackColumns()
+    frame = read_table(path, "--tracks")
+    _columns_or_fail(frame, {"--track-id-col": columns.track_id}, path)
+    named = {
+        columns.track_id: "track_id",
+        columns.title: "title",
+        columns.artist: "artist",
+        columns.album: "album",
+    }
+    base = [
+        pl.col(src).cast(pl.String).fill_null("").alias(dst)
+        if src in frame.columns
+        else pl.lit("").alias(dst)
+        for src, dst in named.items()
+    ]
+    extra = []
+    for name in frame.columns:
+        if name in named:
+            continue
+        as_float = frame[name].cast(pl.Float32, strict=False)
+        if as_float.null_count() == frame[name].null_count() and frame[name].dtype != pl.Boolean:
+            extra.append(as_float.alias(name))
+        else:
+            extra.append(frame[name].cast(pl.String).fill_null("").alias(name))
+    out = frame.select(base).with_columns(extra)
+    keys = [
+        track_key(i, a, t)
+        for i, a, t in zip(out["track_id"], out["artist"], out["title"], strict=True)
+    ]
+    out = out.with_columns(pl.Series("track_key", keys)).unique(
+        "track_key", keep="first", maintain_order=True
+    )
+    return out.select(["track_key", *[c for c in out.columns if c != "track_key"]])
+
+
+def read_lyrics(path: Path) -> dict[str, str]:
+    """track_id -> lyrics (raw text, any UTF-8)."""
+    _require(path, "lyrics file", "--lyrics")
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"track_id", "lyrics"} <= set(reader.fieldnames):
+            raise InputError(
+                f"{path} must have the columns track_id and lyrics; it has: "
+                f"{', '.join(reader.fieldnames or [])}"
+            )
+        return {row["track_id"]: row["lyrics"] or "" for row in reader}
+
+
+def read_profiles(path: Path) -> pl.DataFrame:
+    """User profiles: Last.fm-1K's `#id gender age country registered` TSV or any table
+    with a user_id column."""
+    frame = read_table(path, "--profiles")
+    frame = (
+        frame.rename({frame.columns[0]: "user_id"}) if frame.columns[0] in ("#id", "id") else frame
+    )
+    _columns_or_fail(frame, {"--profiles": "user_id"}, path)
+    return frame.with_columns(pl.all().cast(pl.String).fill_null(""))
+
+
+def index_folder(folder: Path, suffixes: tuple[str, ...], option: str) -> dict[str, Path]:
+    """Files of a media folder by normalised stem (track id, or 'artist - title')."""
+    if not folder.is_dir():
+        raise InputError(f"{option} {folder} is not a directory")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in suffixes:
+            found.setdefault(normalise(path.stem), path)
+    return found

@@ -1,0 +1,46 @@
+"""Reading item shards back: samples as dicts of raw bytes, decoded on request."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def iter_samples(path: Path) -> Iterator[dict[str, bytes | str]]:
+    """Samples of one tar shard, in file order: {"__key__": ..., "mel.npy": bytes, ...}."""
+    with tarfile.open(path, "r") as tar:
+        sample: dict[str, bytes | str] = {}
+        for member in tar:
+            if not member.isfile():
+                continue
+            key, _, suffix = member.name.partition(".")
+            if sample and sample["__key__"] != key:
+                yield sample
+                sample = {}
+            sample["__key__"] = key
+            sample[suffix] = tar.extractfile(member).read()
+        if sample:
+            yield sample
+
+
+def decode_sample(sample: dict[str, bytes | str]) -> dict:
+    """Decoded fields: meta (dict), mel (float16 array), lyrics (str), tokens (int32
+    array), cover (RGB PIL image); absent modalities are absent keys."""
+    out: dict = {"key": sample["__key__"], "meta": json.loads(sample["meta.json"])}
+    if "mel.npy" in sample:
+        out["mel"] = np.load(io.BytesIO(sample["mel.npy"]), allow_pickle=False)
+    if "tokens.npy" in sample:
+        out["tokens"] = np.load(io.BytesIO(sample["tokens.npy"]), allow_pickle=False)
+    if "lyrics.txt" in sample:
+        out["lyrics"] = sample["lyrics.txt"].decode("utf-8")
+    if "cover.jpg" in sample:
+        with Image.open(io.BytesIO(sample["cover.jpg"])) as image:
+            image.load()
+            out["cover"] = image
+    return out
