@@ -7,6 +7,7 @@ score, so a model that scores everything equally gets no credit.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -40,3 +41,30 @@ def ranking_report(ranks: np.ndarray, ks: tuple[int, ...] = (10, 20, 50)) -> dic
     report["MRR"] = mrr(ranks)
     report["n"] = int(len(ranks))
     return report
+
+
+def rank_in_blocks(
+    users: torch.Tensor,
+    items: torch.Tensor,
+    targets: torch.Tensor,
+    exclude: list[torch.Tensor] | None = None,
+    block: int = 1024,
+) -> torch.Tensor:
+    """Pessimistic 1-based ranks of `targets` among all items, by dot product, computed in
+    blocks of users on whatever device the tensors are on.
+
+    users [B, D]; items [n_items + 1, D] with row 0 the padding item (never ranked);
+    targets [B]; exclude[b]: item ids scored -inf for user b (e.g. the user's history;
+    the target itself is never excluded, so a repeat can still be a hit)."""
+    ranks = []
+    for start in range(0, len(users), block):
+        scores = users[start : start + block].float() @ items.float().T
+        scores[:, 0] = float("-inf")
+        rows = torch.arange(len(scores), device=scores.device)
+        target = targets[start : start + block]
+        if exclude is not None:
+            for r, ids in enumerate(exclude[start : start + block]):
+                scores[r, ids[ids != target[r]]] = float("-inf")
+        target_scores = scores[rows, target]
+        ranks.append((scores >= target_scores[:, None]).sum(dim=1))
+    return torch.cat(ranks)

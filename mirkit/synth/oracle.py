@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mirkit.baselines import last_played, popularity, user_most_played
 from mirkit.metrics import ranking_report, target_ranks
 from mirkit.synth.listening import (
     DAY_S,
@@ -85,17 +86,6 @@ def global_time_targets(log: PlayLog, quantile: float = 0.9) -> tuple[np.ndarray
     return np.flatnonzero(~train & has_past), train
 
 
-def _history_scores(log: PlayLog, row: int, n_tracks: int, last_only: bool) -> np.ndarray:
-    start = int(np.searchsorted(log.user, log.user[row]))
-    history = log.track[start:row]
-    scores = np.zeros(n_tracks)
-    if last_only:
-        scores[history[-1]] = 1.0
-    else:
-        np.add.at(scores, history, 1.0)
-    return scores
-
-
 def score_methods(
     world: World,
     log: PlayLog,
@@ -107,9 +97,8 @@ def score_methods(
     """Ranks of the test targets under the oracle and the baselines (in chunks of rows,
     so memory stays at chunk x catalogue whatever the number of targets)."""
     index = WorldIndex(world, model)
-    n = world.n_tracks
-    popularity = np.bincount(log.track[train], minlength=n).astype(float)
-    popularity += 1e-6 * np.arange(n)[::-1] / n  # a fixed order among equally popular tracks
+    # the library baselines score item ids with 0 as padding: track index t is id t + 1
+    pop = popularity(log.track[train] + 1, world.n_tracks)
     ranks: dict[str, list[np.ndarray]] = {
         "oracle": [],
         "most-popular": [],
@@ -121,23 +110,18 @@ def score_methods(
         scores: dict[str, list[np.ndarray]] = {name: [] for name in ranks}
         for row in rows:
             start = int(np.searchsorted(log.user, log.user[row]))
-            history = log.track[start:row].tolist()
+            history = log.track[start:row]
             gap = log.time_s[row] - log.time_s[row - 1] if row > start else np.inf
             session_start = bool(gap > model.min_session_gap_s / 2)
-            scores["oracle"].append(
-                next_track_distribution(
-                    index, int(log.user[row]), history, log.time_s[row] / DAY_S, session_start
-                )
+            oracle = next_track_distribution(
+                index, int(log.user[row]), history.tolist(), log.time_s[row] / DAY_S, session_start
             )
-            scores["most-popular"].append(popularity)
-            scores["user most-played"].append(
-                _history_scores(log, row, n, last_only=False) + popularity * 1e-9
-            )
-            scores["last-played"].append(
-                _history_scores(log, row, n, last_only=True) + popularity * 1e-9
-            )
+            scores["oracle"].append(np.concatenate([[-np.inf], oracle]))
+            scores["most-popular"].append(pop)
+            scores["user most-played"].append(user_most_played(history + 1, pop))
+            scores["last-played"].append(last_played(history + 1, pop))
         for name, rows_scores in scores.items():
-            ranks[name].append(target_ranks(np.array(rows_scores), log.track[rows]))
+            ranks[name].append(target_ranks(np.array(rows_scores), log.track[rows] + 1))
     return {name: np.concatenate(parts) for name, parts in ranks.items()}
 
 

@@ -1,0 +1,96 @@
+"""Model configuration and the two size presets.
+
+`full` is the seed's model (ResNet-18 on mels and covers, mDeBERTa-v3-base with LoRA r=8);
+`small` is the same architecture narrow and shallow, for CPUs, the demo and tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+MODALITIES = ("audio", "lyrics", "cover", "tabular", "id")
+
+
+@dataclass(frozen=True)
+class ResNetConfig:
+    """torchvision ResNet-18 (`widths` 64..512, `blocks` 2,2,2,2) or a narrower one."""
+
+    widths: tuple[int, ...] = (64, 128, 256, 512)
+    blocks: tuple[int, ...] = (2, 2, 2, 2)
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """`model`: a local directory or a hub name in the local cache, or `config:small` for a
+    tiny DeBERTa-v2 built from a config (random weights, vocabulary of the shards)."""
+
+    model: str = "microsoft/mdeberta-v3-base"
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    freeze_backbone: bool = True
+    gradient_checkpointing: bool = False
+    max_tokens: int = 512
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    modalities: tuple[str, ...] = ("audio", "lyrics", "cover", "id")
+    dim: int = 256
+    """Width of the shared embedding space and of the fusion tokens."""
+    fusion_heads: int = 4
+    audio: ResNetConfig = field(default_factory=ResNetConfig)
+    image: ResNetConfig = field(default_factory=ResNetConfig)
+    image_weights: str = "imagenet"  # or "none"
+    text: TextConfig = field(default_factory=TextConfig)
+    n_tabular: int = 0
+    id_dropout: float = 0.3
+    """Probability of hiding an item's id token in training, so content carries the load."""
+    share_id_table: bool = True
+    """One id table for the user tower's inputs and the item tower's id token."""
+    user_blocks: int = 2
+    user_heads: int = 4
+    max_len: int = 200
+    dropout: float = 0.1
+    n_profile: int = 0
+    temperature: float = 0.07
+
+    def __post_init__(self) -> None:
+        unknown = set(self.modalities) - set(MODALITIES)
+        if unknown or not self.modalities:
+            raise ValueError(
+                f"modalities {sorted(unknown) or '(none)'} are not known; "
+                f"choose from {', '.join(MODALITIES)}"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        values = dict(values)
+        for key, kind in (("audio", ResNetConfig), ("image", ResNetConfig), ("text", TextConfig)):
+            if isinstance(values.get(key), dict):
+                inner = {k: tuple(v) if isinstance(v, list) else v for k, v in values[key].items()}
+                values[key] = kind(**inner)
+        values["modalities"] = tuple(values.get("modalities", ()))
+        return cls(**values)
+
+    def with_modalities(self, modalities: tuple[str, ...]) -> ModelConfig:
+        return replace(self, modalities=tuple(modalities))
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "full": ModelConfig(),
+    "small": ModelConfig(
+        dim=64,
+        fusion_heads=4,
+        audio=ResNetConfig(widths=(16, 32, 64, 128), blocks=(1, 1, 1, 1)),
+        image=ResNetConfig(widths=(16, 32, 64, 128), blocks=(1, 1, 1, 1)),
+        image_weights="none",
+        text=TextConfig(model="config:small", lora_rank=4, lora_alpha=8, max_tokens=128),
+        user_blocks=2,
+        user_heads=2,
+        max_len=50,
+    ),
+}

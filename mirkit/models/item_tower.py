@@ -1,0 +1,177 @@
+"""The multimodal item tower: per-modality encoders -> tokens -> cross-attention fusion.
+
+Each encoder returns a short sequence of tokens and a mask; tokens are projected to the
+shared width and tagged with a modality embedding; a learned item query attends over all
+of them (missing modalities masked) and the result is projected and L2-normalised. A
+learned "no content" token is always present, so an item with nothing usable still gets
+a defined embedding, and the attention mass per modality explains what the item was
+embedded from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mirkit.models.config import ModelConfig
+from mirkit.models.resnet import AudioEncoder, ImageEncoder
+from mirkit.models.text import TextEncoder
+
+TOKEN_KINDS = ("audio", "lyrics", "cover", "tabular", "id", "none")
+
+
+@dataclass
+class ItemBatch:
+    """Content of M items; modalities the model does not use may be None.
+
+    mel: [M, n_mels, T] log-mel (dB), mel_frames: [M] valid frames (0 = no audio);
+    tokens: [M, L] ids, token_mask: [M, L] (all False = no lyrics);
+    cover: [M, 3, H, W] ImageNet-normalised, has_cover: [M];
+    tabular: [M, F] numeric features (already scaled)."""
+
+    item_ids: torch.Tensor
+    mel: torch.Tensor | None = None
+    mel_frames: torch.Tensor | None = None
+    tokens: torch.Tensor | None = None
+    token_mask: torch.Tensor | None = None
+    cover: torch.Tensor | None = None
+    has_cover: torch.Tensor | None = None
+    tabular: torch.Tensor | None = None
+
+    def _map(self, fn) -> ItemBatch:
+        return ItemBatch(
+            **{
+                f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name))
+                for f in fields(self)
+            }
+        )
+
+    def select(self, index: torch.Tensor) -> ItemBatch:
+        return self._map(lambda t: t[index])
+
+    def to(self, device: torch.device | str) -> ItemBatch:
+        return self._map(lambda t: t.to(device, non_blocking=True))
+
+
+def first_occurrence(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(index of the first row of each distinct id, inverse map from rows to distinct ids)."""
+    unique, inverse = torch.unique(ids, return_inverse=True)
+    rows = torch.arange(len(ids), device=ids.device)
+    first = torch.full((len(unique),), len(ids), device=ids.device, dtype=rows.dtype)
+    first = first.scatter_reduce(0, inverse, rows, reduce="amin")
+    return first, inverse
+
+
+class ItemTower(nn.Module):
+    def __init__(
+        self,
+        config: ModelConfig,
+        n_items: int,
+        id_table: nn.Embedding | None = None,
+        vocab_size: int | None = None,
+    ):
+        super().__init__()
+        self.config = config
+        d = config.dim
+        m = set(config.modalities)
+        self.audio = AudioEncoder(config.audio) if "audio" in m else None
+        self.text = TextEncoder(config.text, vocab_size) if "lyrics" in m else None
+        self.image = ImageEncoder(config.image, config.image_weights) if "cover" in m else None
+        self.project = nn.ModuleDict()
+        for name, encoder in (("audio", self.audio), ("lyrics", self.text), ("cover", self.image)):
+            if encoder is not None:
+                self.project[name] = nn.Linear(encoder.width, d)
+        if "tabular" in m:
+            self.project["tabular"] = nn.Linear(max(1, config.n_tabular), d)
+        self.id_table = None
+        if "id" in m:
+            self.id_table = (
+                id_table if id_table is not None else nn.Embedding(n_items + 2, d, padding_idx=0)
+            )
+            self.project["id"] = nn.Linear(self.id_table.embedding_dim, d)
+        self.register_buffer("warm", torch.ones(n_items + 2, dtype=torch.bool))
+        self.kind = nn.Embedding(len(TOKEN_KINDS), d)
+        self.none_token = nn.Parameter(torch.zeros(d))
+        self.query = nn.Parameter(torch.randn(1, 1, d) * d**-0.5)
+        self.attention = nn.MultiheadAttention(
+            d, config.fusion_heads, dropout=config.dropout, batch_first=True
+        )
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, d)
+        self.content_modalities = m & {"audio", "lyrics", "cover", "tabular"}
+
+    def set_warm_items(self, item_ids: torch.Tensor) -> None:
+        """Items whose id embedding was trained (they had training plays): others (cold
+        items) are embedded from content alone."""
+        self.warm.zero_()
+        self.warm[item_ids] = True
+
+    def _tokens(self, batch: ItemBatch) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
+        tokens, masks, kinds = [], [], []
+
+        def add(kind: str, value: torch.Tensor, mask: torch.Tensor) -> None:
+            k = torch.tensor(TOKEN_KINDS.index(kind), device=value.device)
+            projected = self.project[kind](value) if kind in self.project else value
+            tokens.append(projected + self.kind(k))
+            masks.append(mask)
+            kinds.extend([kind] * value.shape[1])
+
+        n = len(batch.item_ids)
+        if self.audio is not None:
+            audio, mask = self.audio(batch.mel, batch.mel_frames)
+            add("audio", audio, mask & (batch.mel_frames > 0)[:, None])
+        if self.text is not None:
+            states, mask = self.text(batch.tokens, batch.token_mask)
+            add("lyrics", states, mask)
+        if self.image is not None:
+            grid = self.image(batch.cover)
+            add("cover", grid, batch.has_cover[:, None].expand(-1, grid.shape[1]))
+        if "tabular" in self.project:
+            add(
+                "tabular",
+                batch.tabular[:, None, :],
+                torch.ones(n, 1, dtype=torch.bool, device=batch.item_ids.device),
+            )
+        if self.id_table is not None:
+            ids = batch.item_ids.clamp(max=self.warm.shape[0] - 1)
+            keep = self.warm[ids]
+            if self.training and self.content_modalities and self.config.id_dropout > 0:
+                keep = keep & (torch.rand(n, device=ids.device) >= self.config.id_dropout)
+            add("id", self.id_table(ids)[:, None, :], keep[:, None])
+        add(
+            "none",
+            self.none_token.expand(n, 1, -1),
+            torch.ones(n, 1, dtype=torch.bool, device=batch.item_ids.device),
+        )
+        return tokens, masks, kinds
+
+    def encode(
+        self, batch: ItemBatch, explain: bool = False
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        """Embeddings [M, dim] (L2-normalised), and with `explain` the attention mass per
+        token kind [M] for each kind."""
+        tokens, masks, kinds = self._tokens(batch)
+        keys = torch.cat(tokens, dim=1)
+        mask = torch.cat(masks, dim=1)
+        query = self.query.expand(len(keys), -1, -1).to(keys.dtype)
+        fused, weights = self.attention(
+            query, keys, keys, key_padding_mask=~mask, need_weights=explain
+        )
+        embedding = F.normalize(self.head(self.norm(fused[:, 0])), dim=-1)
+        if not explain:
+            return embedding, None
+        mass = {}
+        for kind in dict.fromkeys(kinds):
+            columns = torch.tensor([k == kind for k in kinds], device=keys.device)
+            mass[kind] = weights[:, 0, columns].sum(dim=1)
+        return embedding, mass
+
+    def forward(self, batch: ItemBatch) -> torch.Tensor:
+        """Embeddings [M, dim]; items that occur several times are encoded once."""
+        first, inverse = first_occurrence(batch.item_ids)
+        if len(first) == len(batch.item_ids):
+            return self.encode(batch)[0]
+        return self.encode(batch.select(first))[0][inverse]

@@ -1,0 +1,86 @@
+"""The two-tower model: a SASRec user tower and a multimodal item tower in one space."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mirkit.models.config import ModelConfig
+from mirkit.models.item_tower import ItemBatch, ItemTower
+from mirkit.models.losses import LearnedTemperature
+from mirkit.models.user_tower import SASRec
+
+WEIGHTS_FILE = "model.pt"
+CONFIG_FILE = "model.json"
+
+
+class TwoTower(nn.Module):
+    """score(user, item) = <user_tower(history), item_tower(content)>, both L2-normalised.
+
+    n_items: catalogue size (ids 1..n_items; 0 = padding; n_items + 1 = out of vocabulary).
+    vocab_size: the lyrics tokenizer's vocabulary (for `config:small` text models)."""
+
+    def __init__(self, config: ModelConfig, n_items: int, vocab_size: int | None = None):
+        super().__init__()
+        self.config, self.n_items, self.vocab_size = config, n_items, vocab_size
+        shared = None
+        if config.share_id_table and "id" in config.modalities:
+            shared = nn.Embedding(n_items + 2, config.dim, padding_idx=0)
+        self.user_tower = SASRec(
+            n_items,
+            config.dim,
+            config.max_len,
+            config.user_blocks,
+            config.user_heads,
+            config.dropout,
+            shared,
+            config.n_profile,
+        )
+        self.item_tower = ItemTower(config, n_items, shared, vocab_size)
+        self.temperature = LearnedTemperature(config.temperature)
+
+    def users(self, history: torch.Tensor, profile: torch.Tensor | None = None) -> torch.Tensor:
+        return self.user_tower(history, profile)
+
+    def items(self, batch: ItemBatch) -> torch.Tensor:
+        return self.item_tower(batch)
+
+    def save(self, directory: Path) -> None:
+        """Weights and the configuration needed to rebuild the model."""
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), directory / WEIGHTS_FILE)
+        description = {
+            "config": self.config.to_dict(),
+            "n_items": self.n_items,
+            "vocab_size": self.vocab_size,
+        }
+        (directory / CONFIG_FILE).write_text(json.dumps(description, indent=1))
+
+    @classmethod
+    def load(cls, directory: Path, map_location: str | torch.device = "cpu") -> TwoTower:
+        description = json.loads((directory / CONFIG_FILE).read_text())
+        model = cls(
+            ModelConfig.from_dict(description["config"]),
+            description["n_items"],
+            description["vocab_size"],
+        )
+        state = torch.load(directory / WEIGHTS_FILE, map_location=map_location, weights_only=True)
+        model.load_state_dict(state)
+        return model
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """Total and trainable parameters per top-level part (shared tables counted once)."""
+    counts: dict[str, int] = {}
+    seen: set[int] = set()
+    for name, param in model.named_parameters():
+        if id(param) in seen:
+            continue
+        seen.add(id(param))
+        part = ".".join(name.split(".")[:2])
+        counts[part] = counts.get(part, 0) + param.numel()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return counts | {"total": sum(counts.values()), "trainable": trainable}

@@ -1,0 +1,72 @@
+"""The user tower: SASRec (Kang & McAuley, 2018) with pre-LN Transformer blocks.
+
+Histories are left-padded item ids [B, L] (0 = padding; the most recent play is at the
+end); ids beyond the catalogue map to an out-of-vocabulary row. Outputs at every
+position serve the all-position loss; the output at the last position is the user.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SASRec(nn.Module):
+    def __init__(
+        self,
+        n_items: int,
+        dim: int,
+        max_len: int,
+        blocks: int,
+        heads: int,
+        dropout: float,
+        id_table: nn.Embedding | None = None,
+        n_profile: int = 0,
+    ):
+        super().__init__()
+        self.n_items = n_items
+        self.max_len = max_len
+        self.id_table = (
+            id_table if id_table is not None else nn.Embedding(n_items + 2, dim, padding_idx=0)
+        )
+        self.input = nn.Linear(self.id_table.embedding_dim, dim)
+        self.positions = nn.Embedding(max_len, dim)
+        self.profile = nn.Linear(n_profile, dim) if n_profile else None
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, 4 * dim, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.blocks = nn.TransformerEncoder(layer, blocks, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def oov_index(self) -> int:
+        return self.n_items + 1
+
+    def sequence(self, history: torch.Tensor, profile: torch.Tensor | None = None) -> torch.Tensor:
+        """L2-normalised outputs at every position [B, L, dim] (padding rows are defined
+        but meaningless). Position p attends to positions <= p only."""
+        history = history[:, -self.max_len :]
+        ids = torch.where(history > self.n_items, self.oov_index(), history)
+        length = ids.shape[1]
+        x = self.input(self.id_table(ids))
+        x = x + self.positions(torch.arange(self.max_len - length, self.max_len, device=ids.device))
+        if self.profile is not None and profile is not None:
+            x = x + self.profile(profile)[:, None, :]
+        x = self.blocks(self.dropout(x), mask=self._attention_mask(ids))
+        return F.normalize(self.head(self.norm(x)), dim=-1)
+
+    def _attention_mask(self, ids: torch.Tensor) -> torch.Tensor:
+        """[B * heads, L, L], True = blocked: no future positions, no padding keys; a
+        padding position sees only itself, so no row is fully blocked (no NaN)."""
+        length = ids.shape[1]
+        eye = torch.eye(length, dtype=torch.bool, device=ids.device)
+        causal = torch.triu(torch.ones_like(eye), 1)
+        blocked = causal[None] | ((ids == 0)[:, None, :] & ~eye[None])
+        heads = self.blocks.layers[0].self_attn.num_heads
+        return blocked.repeat_interleave(heads, dim=0)
+
+    def forward(self, history: torch.Tensor, profile: torch.Tensor | None = None) -> torch.Tensor:
+        """The user embedding [B, dim]: the output after the most recent play."""
+        return self.sequence(history, profile)[:, -1]

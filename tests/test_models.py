@@ -1,0 +1,316 @@
+"""The model library: towers, fusion, losses (incl. a real 2-process gloo run), metrics."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from mirkit.baselines import last_played, popularity, user_most_played
+from mirkit.metrics import rank_in_blocks
+from mirkit.models.config import PRESETS, TextConfig
+from mirkit.models.item_tower import ItemBatch
+from mirkit.models.losses import gathered_info_nce, info_nce
+from mirkit.models.resnet import MissingWeights
+from mirkit.models.text import TextEncoder, lora_target_modules
+from mirkit.models.two_tower import TwoTower
+from mirkit.shards.text import train_tokenizer
+
+SMALL = PRESETS["small"]
+N_ITEMS, VOCAB = 50, 300
+
+
+def batch(m: int = 6, frames: int = 96, tokens: int = 20, seed: int = 0) -> ItemBatch:
+    g = torch.Generator().manual_seed(seed)
+    return ItemBatch(
+        item_ids=torch.arange(1, m + 1),
+        mel=torch.randn(m, 128, frames, generator=g) * 10 - 40,
+        mel_frames=torch.full((m,), frames),
+        tokens=torch.randint(5, VOCAB, (m, tokens), generator=g),
+        token_mask=torch.ones(m, tokens, dtype=torch.bool),
+        cover=torch.randn(m, 3, 64, 64, generator=g),
+        has_cover=torch.ones(m, dtype=torch.bool),
+        tabular=torch.randn(m, 3, generator=g),
+    )
+
+
+def model(modalities=("audio", "lyrics", "cover", "tabular", "id"), **changes) -> TwoTower:
+    torch.manual_seed(0)
+    config = replace(SMALL, modalities=modalities, n_tabular=3, **changes)
+    return TwoTower(config, N_ITEMS, VOCAB).eval()
+
+
+def test_shapes_and_dtypes():
+    m = model()
+    items = m.items(batch())
+    assert items.shape == (6, SMALL.dim) and items.dtype == torch.float32
+    assert torch.allclose(items.norm(dim=1), torch.ones(6))
+    history = torch.randint(0, N_ITEMS + 1, (4, 12))
+    assert m.users(history).shape == (4, SMALL.dim)
+    assert m.user_tower.sequence(history).shape == (4, 12, SMALL.dim)
+    _, mass = m.item_tower.encode(batch(), explain=True)
+    assert set(mass) == {"audio", "lyrics", "cover", "tabular", "id", "none"}
+    assert torch.allclose(sum(mass.values()), torch.ones(6), atol=1e-5)
+
+
+def test_masked_modalities_have_no_influence():
+    m = model()
+    clean = batch()
+    clean.mel_frames[0] = 0  # item 1: no audio
+    clean.token_mask[1] = False  # item 2: instrumental
+    clean.has_cover[2] = False  # item 3: no cover
+    clean.mel_frames[3] = 40  # item 4: a short clip, padded after 40 frames
+    garbage = ItemBatch(**vars(clean))
+    garbage.mel = clean.mel.clone()
+    garbage.mel[0] = 1e4
+    garbage.mel[3, :, 40:] = -1e4
+    garbage.tokens = clean.tokens.clone()
+    garbage.tokens[1] = 7
+    garbage.cover = clean.cover.clone()
+    garbage.cover[2] = 1e3
+    with torch.no_grad():
+        assert torch.allclose(m.items(clean), m.items(garbage), atol=1e-6)
+        _, mass = m.item_tower.encode(clean, explain=True)
+    assert mass["audio"][0] == 0 and mass["lyrics"][1] == 0 and mass["cover"][2] == 0
+
+
+def test_cold_items_do_not_use_their_id():
+    m = model()
+    b = batch()
+    m.item_tower.set_warm_items(torch.tensor([1, 2, 3]))
+    with torch.no_grad():
+        before = m.items(b)
+        m.item_tower.id_table.weight[1:7] += 5.0  # ids 1..3 are warm, 4..6 cold
+        after = m.items(b)
+    assert torch.allclose(before[3:], after[3:], atol=1e-6)
+    assert not torch.allclose(before[:3], after[:3])
+
+
+def test_repeated_items_are_encoded_once():
+    m = model()
+    sizes = []
+    m.item_tower.audio.register_forward_hook(lambda mod, args, out: sizes.append(len(args[0])))
+    b = batch()
+    repeated = b.select(torch.tensor([0, 1, 0, 2, 1, 0]))
+    with torch.no_grad():
+        out = m.items(repeated)
+    assert sizes == [3]
+    assert torch.allclose(out[0], out[2]) and torch.allclose(out[1], out[4])
+
+
+def test_sasrec_is_causal_and_ignores_padding():
+    m = model(("id",))
+    history = torch.randint(1, N_ITEMS + 1, (3, 10))
+    changed = history.clone()
+    changed[:, 6:] = torch.randint(1, N_ITEMS + 1, (3, 4))
+    with torch.no_grad():
+        a, b = m.user_tower.sequence(history), m.user_tower.sequence(changed)
+        assert torch.allclose(a[:, :6], b[:, :6], atol=1e-6)
+        assert not torch.allclose(a[:, 6:], b[:, 6:])
+        padded = torch.cat([torch.zeros(3, 5, dtype=torch.long), history[:, 5:]], dim=1)
+        shorter = torch.cat([torch.zeros(3, 2, dtype=torch.long), history[:, 5:]], dim=1)
+        assert torch.isfinite(m.user_tower.sequence(padded)).all()
+        # more left padding does not change the user: positions count from the most recent
+        assert torch.allclose(m.users(padded), m.users(shorter), atol=1e-5)
+        unknown = history.clone()
+        unknown[:, -1] = N_ITEMS + 999  # unseen ids share the out-of-vocabulary row
+        oov = history.clone()
+        oov[:, -1] = N_ITEMS + 1
+        assert torch.allclose(m.users(unknown), m.users(oov))
+
+
+def test_id_only_model_is_plain_sasrec():
+    m = model(("id",))
+    assert m.item_tower.audio is None and m.item_tower.text is None
+    b = ItemBatch(item_ids=torch.tensor([3, 4, 3]))
+    out = m.items(b)
+    assert torch.allclose(out[0], out[2]) and not torch.allclose(out[0], out[1])
+    assert m.user_tower.id_table is m.item_tower.id_table  # one table, shared
+
+
+def naive_info_nce(users, items, labels, row_ids, col_ids, scale, log_q=None):
+    total = 0.0
+    for r in range(len(users)):
+        logits = []
+        for c in range(len(items)):
+            if c != labels[r] and col_ids[c] == row_ids[r]:
+                continue  # an accidental hit is not a negative
+            value = scale * float(users[r] @ items[c])
+            logits.append((c, value - (float(log_q[c]) if log_q is not None else 0.0)))
+        denominator = np.log(sum(np.exp(v) for _, v in logits))
+        positive = dict(logits)[int(labels[r])]
+        total += denominator - positive
+    return total / len(users)
+
+
+def test_info_nce_matches_a_naive_reference_with_accidental_hits():
+    g = torch.Generator().manual_seed(3)
+    users = F.normalize(torch.randn(6, 8, generator=g), dim=1)
+    items = F.normalize(torch.randn(4, 8, generator=g), dim=1)
+    col_ids = torch.tensor([10, 11, 10, 12])  # item 10 appears twice
+    labels = torch.tensor([0, 1, 2, 3, 0, 2])
+    row_ids = col_ids[labels]
+    log_q = torch.log(torch.tensor([0.4, 0.3, 0.4, 0.1]))
+    scale = torch.tensor(1 / 0.07)
+    for q in (None, log_q):
+        got = info_nce(users, items, labels, row_ids, col_ids, scale, q)
+        want = naive_info_nce(users, items, labels, row_ids, col_ids, float(scale), q)
+        assert float(got) == pytest.approx(want, rel=1e-5)
+
+
+def _toy_towers(seed: int = 0):
+    torch.manual_seed(seed)
+    return torch.nn.Linear(5, 8), torch.nn.Linear(5, 8)
+
+
+def _toy_data():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(8, 5, generator=g), torch.randn(4, 5, generator=g)
+    item_ids = torch.tensor([1, 2, 3, 1])  # item 1 on both ranks: masked across ranks
+    labels = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])  # rank r's rows use its own 2 items
+    return x, y, item_ids, labels
+
+
+def _rank_worker(rank: int, world: int, store: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    user_net, item_net = _toy_towers()
+    x, y, item_ids, labels = _toy_data()
+    xs, ys, ids, lab = (
+        x[rank * 4 : (rank + 1) * 4],
+        y[rank * 2 : (rank + 1) * 2],
+        item_ids[rank * 2 : (rank + 1) * 2],
+        labels[rank * 4 : (rank + 1) * 4],
+    )
+    users, items = F.normalize(user_net(xs), dim=1), F.normalize(item_net(ys), dim=1)
+    loss = gathered_info_nce(users, items, lab, ids[lab], ids, torch.tensor(5.0))
+    loss.backward()
+    for p in (*user_net.parameters(), *item_net.parameters()):  # what DDP does
+        dist.all_reduce(p.grad)
+        p.grad /= world
+    total = loss.detach().clone()
+    dist.all_reduce(total)
+    if rank == 0:
+        torch.save(
+            {
+                "loss": total / world,
+                "grads": [p.grad for p in (*user_net.parameters(), *item_net.parameters())],
+            },
+            out,
+        )
+    dist.destroy_process_group()
+
+
+def test_gathered_loss_over_two_gloo_ranks_equals_single_process(tmp_path):
+    out = str(tmp_path / "ranks.pt")
+    mp.spawn(_rank_worker, args=(2, str(tmp_path / "store"), out), nprocs=2, join=True)
+    ranked = torch.load(out)
+
+    user_net, item_net = _toy_towers()
+    x, y, item_ids, labels = _toy_data()
+    users, items = F.normalize(user_net(x), dim=1), F.normalize(item_net(y), dim=1)
+    global_labels = labels + torch.arange(2).repeat_interleave(4) * 2
+    loss = info_nce(
+        users, items, global_labels, item_ids[global_labels], item_ids, torch.tensor(5.0)
+    )
+    loss.backward()
+    assert float(ranked["loss"]) == pytest.approx(loss.item(), rel=1e-5)
+    single = [p.grad for p in (*user_net.parameters(), *item_net.parameters())]
+    for got, want in zip(ranked["grads"], single, strict=True):
+        assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_frozen_text_backbone_trains_only_lora_and_heads():
+    m = model(("lyrics",)).train()
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    optimizer = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=1.0)
+    b = batch()
+    users = m.users(torch.randint(1, N_ITEMS + 1, (6, 8)))
+    loss = info_nce(users, m.items(b), torch.arange(6), b.item_ids, b.item_ids, m.temperature())
+    loss.backward()
+    optimizer.step()
+    changed = {n for n, p in m.named_parameters() if not torch.equal(p, before[n])}
+    backbone = {n for n in before if ".text." in n and "lora_" not in n}
+    assert not changed & backbone
+    assert any("lora_" in n for n in changed)
+    assert "item_tower.head.weight" in changed and "item_tower.project.lyrics.weight" in changed
+
+
+def test_save_and_reload_give_identical_embeddings(tmp_path):
+    m = model()
+    m.item_tower.set_warm_items(torch.tensor([1, 2]))
+    history = torch.randint(0, N_ITEMS + 1, (4, 12))
+    with torch.no_grad():
+        items, users = m.items(batch()), m.users(history)
+    m.save(tmp_path / "model")
+    again = TwoTower.load(tmp_path / "model").eval()
+    with torch.no_grad():
+        assert torch.equal(again.items(batch()), items)
+        assert torch.equal(again.users(history), users)
+
+
+def test_hugging_face_models_load_from_a_directory_with_lora_targets(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    tokenizer = train_tokenizer(["la la love", "amor corazón", "любовь ночь"] * 20, 120)
+    directory = tmp_path / "tiny-bert"
+    BertModel(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+    ).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    encoder = TextEncoder(TextConfig(model=str(directory), lora_rank=2))
+    assert set(encoder.model.peft_config["default"].target_modules) == {"query", "key", "value"}
+    ids = torch.tensor([tokenizer("amor corazón")["input_ids"]])
+    states, mask = encoder(ids, torch.ones_like(ids, dtype=torch.bool))
+    assert states.shape == (1, ids.shape[1], 32) and mask.all()
+    deberta = TwoTower(replace(SMALL, modalities=("lyrics",)), N_ITEMS, VOCAB).item_tower.text
+    assert set(deberta.model.peft_config["default"].target_modules) == {
+        "query_proj",
+        "key_proj",
+        "value_proj",
+    }
+    with pytest.raises(ValueError, match="cannot find attention projections"):
+        lora_target_modules(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+def test_missing_pretrained_weights_fail_with_the_fix(tmp_path, monkeypatch):
+    with pytest.raises(MissingWeights, match="not available offline.*config:small"):
+        TextEncoder(TextConfig(model=str(tmp_path / "no-model")))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
+    with pytest.raises(MissingWeights, match="resnet18-f37072fd.pth.*'none'"):
+        TwoTower(PRESETS["full"].with_modalities(("cover",)), N_ITEMS)
+
+
+def test_rank_in_blocks_is_pessimistic_and_excludes_history():
+    items = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.5, 0.0], [0.9, 0.0]])
+    users = torch.tensor([[1.0, 0.0]] * 3)
+    targets = torch.tensor([1, 3, 4])
+    ranks = rank_in_blocks(users, items, targets, block=2)
+    assert ranks.tolist() == [2, 4, 3]  # item 1 ties with item 2: it ranks below it
+    excluded = rank_in_blocks(
+        users,
+        items,
+        targets,
+        exclude=[torch.tensor([2, 1]), torch.tensor([1, 2]), torch.tensor([4])],
+    )
+    assert excluded.tolist() == [1, 2, 3]  # the target itself is never excluded
+
+
+def test_baselines_on_a_toy_log():
+    train = np.array([1, 1, 1, 2, 2, 3])
+    pop = popularity(train, n_items=4)
+    assert np.argsort(-pop)[:4].tolist() == [1, 2, 3, 4] and pop[0] == -np.inf
+    own = user_most_played(np.array([3, 3, 2]), pop)
+    assert np.argsort(-own)[:3].tolist() == [3, 2, 1]
+    last = last_played(np.array([3, 2]), pop)
+    assert np.argsort(-last)[:2].tolist() == [2, 1]
