@@ -9,7 +9,7 @@ CONFIG := configs/$(PRESET).toml
 DATA := data/$(PRESET)
 SHARDS := shards/$(PRESET)
 
-.PHONY: setup test lint data shards clean-data
+.PHONY: setup test lint data shards train clean-data
 
 setup: $(VENV)/.synced
 
@@ -37,3 +37,6 @@ $(SHARDS)/manifest.json: $(DATA)/truth.json | setup
 
 clean-data:
 	rm -rf data/tiny data/demo data/large shards/tiny shards/demo
+
+train: $(SHARDS)/manifest.json | setup
+	$(BIN)/mirkit --config $(CONFIG) train

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mirkit.synth.corpus import generate_corpus
+from mirkit.shards.build import BuildInputs, BuildOptions, build_shards
+from mirkit.shards.media import ContentConfig
+from mirkit.synth.corpus import PLAYS_FILE, PROFILES_FILE, generate_corpus
 from mirkit.synth.presets import PRESETS
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -26,3 +28,32 @@ def shared_data(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not present (only the project's own machines have it)")
     return path
+
+
+CONTENT = ContentConfig(clip_offset_s=1.0, clip_seconds=3.0, n_mels=64, image_size=64)
+"""Small content settings so shards tests and training tests stay fast."""
+
+
+def corpus_inputs(corpus: Path, **overrides) -> BuildInputs:
+    values = {
+        "plays": corpus / PLAYS_FILE,
+        "tracks": corpus / "tracks.csv",
+        "lyrics": corpus / "lyrics.csv",
+        "audio_dir": corpus / "audio",
+        "covers": corpus / "covers",
+        "profiles": corpus / PROFILES_FILE,
+    }
+    return BuildInputs(**(values | overrides))
+
+
+def options(out: Path, **overrides) -> BuildOptions:
+    values = {"out": out, "content": CONTENT, "tokenizer": "train:600", "workers": 2}
+    return BuildOptions(**(values | overrides))
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shards of the tiny corpus (small content settings, a fitted tokenizer)."""
+    out = tmp_path_factory.mktemp("shards") / "tiny"
+    build_shards(corpus_inputs(tiny_corpus), options(out))
+    return out

@@ -12,38 +12,19 @@ import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from conftest import shared_data
+from conftest import CONTENT, corpus_inputs, options, shared_data
 from transformers import AutoTokenizer
 
 from mirkit.cli import main
 from mirkit.shards import layout
 from mirkit.shards import writer as shard_writer
-from mirkit.shards.build import BuildInputs, BuildOptions, build_shards
+from mirkit.shards.build import BuildInputs, build_shards
 from mirkit.shards.inputs import InputError, PlayColumns, normalise, read_plays
 from mirkit.shards.manifest import load_manifest
 from mirkit.shards.media import ContentConfig, audio_clip, log_mel
 from mirkit.shards.reader import decode_sample, iter_samples
 from mirkit.shards.verify import verify
-from mirkit.synth.corpus import PLAYS_FILE, PROFILES_FILE
-
-CONTENT = ContentConfig(clip_offset_s=1.0, clip_seconds=3.0, n_mels=64, image_size=64)
-
-
-def corpus_inputs(corpus: Path, **overrides) -> BuildInputs:
-    values = {
-        "plays": corpus / PLAYS_FILE,
-        "tracks": corpus / "tracks.csv",
-        "lyrics": corpus / "lyrics.csv",
-        "audio_dir": corpus / "audio",
-        "covers": corpus / "covers",
-        "profiles": corpus / PROFILES_FILE,
-    }
-    return BuildInputs(**(values | overrides))
-
-
-def options(out: Path, **overrides) -> BuildOptions:
-    values = {"out": out, "content": CONTENT, "tokenizer": "train:600", "workers": 2}
-    return BuildOptions(**(values | overrides))
+from mirkit.synth.corpus import PLAYS_FILE
 
 
 def digests(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
@@ -52,13 +33,6 @@ def digests(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and not any(part in skip for part in p.parts)
     }
-
-
-@pytest.fixture(scope="module")
-def tiny_shards(tiny_corpus: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("shards") / "tiny"
-    build_shards(corpus_inputs(tiny_corpus), options(out))
-    return out
 
 
 def all_samples(shards_dir: Path) -> dict[int, dict]:

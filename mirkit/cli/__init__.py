@@ -9,6 +9,7 @@ import click
 from mirkit import __version__, log
 from mirkit.cli.shards import shards
 from mirkit.cli.synth import synth
+from mirkit.cli.train import train
 from mirkit.config import build_default_map, read_toml
 
 
@@ -37,3 +38,4 @@ def main(ctx: click.Context, config_path: Path | None, verbose: int, quiet: bool
 
 main.add_command(synth)
 main.add_command(shards)
+main.add_command(train)

@@ -43,6 +43,9 @@ class ModelConfig:
     image: ResNetConfig = field(default_factory=ResNetConfig)
     image_weights: str = "imagenet"  # or "none"
     text: TextConfig = field(default_factory=TextConfig)
+    mel_frames: int = 1292
+    """Frames of log-mel the audio encoder sees (crops of longer clips; 1292 = 30 s)."""
+    cover_size: int = 224
     n_tabular: int = 0
     id_dropout: float = 0.3
     """Probability of hiding an item's id token in training, so content carries the load."""
@@ -88,6 +91,8 @@ PRESETS: dict[str, ModelConfig] = {
         audio=ResNetConfig(widths=(16, 32, 64, 128), blocks=(1, 1, 1, 1)),
         image=ResNetConfig(widths=(16, 32, 64, 128), blocks=(1, 1, 1, 1)),
         image_weights="none",
+        mel_frames=256,
+        cover_size=96,
         text=TextConfig(model="config:small", lora_rank=4, lora_alpha=8, max_tokens=128),
         user_blocks=2,
         user_heads=2,

@@ -7,11 +7,18 @@ LoRA target modules are found by looking at the model's own linear layers, so De
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
 from mirkit.models.config import TextConfig
 from mirkit.models.resnet import MissingWeights
+
+# peft calls an API that transformers 5 deprecates; nothing for our users to act on
+warnings.filterwarnings(
+    "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+)
 
 ATTENTION_NAMES = [
     ("query_proj", "key_proj", "value_proj"),  # DeBERTa-v2/v3

@@ -1,0 +1,106 @@
+"""`mirkit train`: options are generated from the trainer's TrainConfig, so the CLI, the
+TOML config and the run's config.json always agree."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import click
+
+from mirkit import log
+
+HELP = {
+    "shards": "The shards directory (mirkit shards build).",
+    "run": "Run directory to write (config, metrics, checkpoints, curves).",
+    "preset": "Model size: small (CPU, demo, tests) or full (the seed's encoders).",
+    "modalities": "Comma-separated subset of audio,lyrics,cover,tabular,id (id alone = SASRec).",
+    "text_model": "HF model directory or cached hub name (default: the preset's).",
+    "split": "leave-one-out or global-time.",
+    "path": "user-major (sequences; id-only models) or item-major (streamed item shards).",
+    "loss": "full-softmax, sampled-softmax or in-batch (item-major: in-batch).",
+    "logq": "Correct in-batch logits for how often each item is sampled.",
+    "contexts": "K histories per item in an item-major batch.",
+    "items_per_batch": "M distinct items per item-major batch.",
+    "max_steps_per_epoch": "Cap the steps of an epoch (0: a full pass).",
+    "shard_urls": "Comma-separated shard URLs (local paths or webdataset URLs such as "
+    "pipe: commands) instead of the shards directory's own files.",
+    "resume": "Continue from the run's checkpoints/last.pt.",
+    "early_stopping": "Stop after this many epochs without a better NDCG@10 (0: never).",
+}
+
+
+def _choices() -> dict[str, click.Choice]:
+    from mirkit.data.plays import SPLITS
+    from mirkit.models.config import PRESETS
+    from mirkit_train.config import LOSSES, PATHS
+
+    return {
+        "preset": click.Choice(sorted(PRESETS)),
+        "split": click.Choice(SPLITS),
+        "path": click.Choice(PATHS),
+        "loss": click.Choice(LOSSES),
+    }
+
+
+def _options(command):
+    from mirkit_train.config import TrainConfig
+
+    choices = _choices()
+    for f in reversed(dataclasses.fields(TrainConfig)):
+        name = "--" + f.name.replace("_", "-")
+        default = None if f.default is dataclasses.MISSING else f.default
+        required = f.default is dataclasses.MISSING
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        if kind == "bool":
+            option = click.option(
+                f"{name}/--no-{f.name.replace('_', '-')}",
+                default=default,
+                show_default=True,
+                help=HELP.get(f.name),
+            )
+        elif kind.startswith("tuple"):
+            option = click.option(
+                name, default=",".join(default or ()), show_default=True, help=HELP.get(f.name)
+            )
+        else:
+            types = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str}
+            option = click.option(
+                name,
+                type=choices.get(f.name, types.get(kind, str)),
+                default=default,
+                required=required,
+                show_default=not required,
+                help=HELP.get(f.name),
+            )
+        command = option(command)
+    return command
+
+
+def _train_errors(command):
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from mirkit.models.resnet import MissingWeights
+        from mirkit.shards.manifest import ShardsError
+        from mirkit_train.train import TrainingError
+
+        try:
+            return command(*args, **kwargs)
+        except (TrainingError, ShardsError, MissingWeights, ValueError) as err:
+            raise click.ClickException(str(err)) from err
+
+    return wrapper
+
+
+@click.command()
+@_options
+@_train_errors
+def train(**options) -> None:
+    """Train a two-tower recommender on a shards directory."""
+    from mirkit_train.config import TrainConfig
+    from mirkit_train.train import train as run_training
+
+    for key in ("modalities", "shard_urls"):
+        options[key] = tuple(x for x in options[key].split(",") if x)
+    summary = run_training(TrainConfig(**options))
+    log.summary(f"training run {summary['run']}", summary.items())

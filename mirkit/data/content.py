@@ -1,0 +1,168 @@
+"""Item shard samples -> model inputs (`ItemBatch`), for training, validation and indexing.
+
+Mels are cropped to a fixed number of frames (random crops for training, the centre for
+embedding the catalogue); shorter clips are zero-padded with their true length kept, so
+the audio encoder masks the padding. Covers are resized and ImageNet-normalised. Lyrics
+use the stored token ids, or - when the model's tokenizer is not the one the shards were
+built with - the stored raw text is tokenised here, in the loader workers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mirkit.models.item_tower import ItemBatch
+from mirkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
+
+_MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)[:, None, None]
+_STD = np.array(IMAGENET_STD, dtype=np.float32)[:, None, None]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model wants from each item (None: the modality is not used)."""
+
+    mel_frames: int | None = None
+    n_mels: int = 128
+    cover_size: int | None = None
+    max_tokens: int | None = None
+    pad_token_id: int = 0
+    retokenize_with: str | None = None  # a tokenizer directory, when it differs from the shards'
+    n_tabular: int = 0
+
+
+_tokenizers: dict[str, object] = {}
+
+
+def _retokenize(text: str, spec: InputSpec) -> np.ndarray:
+    if spec.retokenize_with not in _tokenizers:
+        from transformers import AutoTokenizer
+
+        _tokenizers[spec.retokenize_with] = AutoTokenizer.from_pretrained(
+            spec.retokenize_with, local_files_only=True
+        )
+    ids = _tokenizers[spec.retokenize_with](text, truncation=True, max_length=spec.max_tokens)[
+        "input_ids"
+    ]
+    return np.asarray(ids, dtype=np.int64)
+
+
+def decode_item(sample: dict, spec: InputSpec, rng: np.random.Generator | None) -> dict:
+    """One raw shard sample (bytes per member) -> numpy inputs. `rng` None = centre crop."""
+    meta = json.loads(sample["meta.json"])
+    out: dict = {"item_id": int(meta["item_id"])}
+    if spec.mel_frames is not None:
+        mel = np.zeros((spec.n_mels, spec.mel_frames), dtype=np.float32)
+        frames = 0
+        if "mel.npy" in sample:
+            full = np.load(io.BytesIO(sample["mel.npy"]), allow_pickle=False)
+            length = full.shape[1]
+            if length > spec.mel_frames:
+                slack = length - spec.mel_frames
+                start = int(rng.integers(0, slack + 1)) if rng is not None else slack // 2
+                full = full[:, start : start + spec.mel_frames]
+            frames = full.shape[1]
+            mel[:, :frames] = full
+        out["mel"], out["mel_frames"] = mel, frames
+    if spec.max_tokens is not None:
+        tokens = np.zeros(0, dtype=np.int64)
+        if spec.retokenize_with is not None and "lyrics.txt" in sample:
+            tokens = _retokenize(sample["lyrics.txt"].decode("utf-8"), spec)
+        elif "tokens.npy" in sample:
+            tokens = np.load(io.BytesIO(sample["tokens.npy"]), allow_pickle=False)
+        out["tokens"] = tokens[: spec.max_tokens].astype(np.int64)
+    if spec.cover_size is not None:
+        cover = np.zeros((3, spec.cover_size, spec.cover_size), dtype=np.float32)
+        has_cover = "cover.jpg" in sample
+        if has_cover:
+            with Image.open(io.BytesIO(sample["cover.jpg"])) as image:
+                image = image.convert("RGB").resize(
+                    (spec.cover_size, spec.cover_size), Image.Resampling.BILINEAR
+                )
+                pixels = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
+            cover = (pixels - _MEAN) / _STD
+        out["cover"], out["has_cover"] = cover, has_cover
+    return out
+
+
+def collate_items(
+    items: list[dict], spec: InputSpec, tabular: np.ndarray | None = None
+) -> ItemBatch:
+    """Decoded items -> an ItemBatch (tokens right-padded with the pad id).
+    `tabular` [n_items + 1, F]: numeric features by item id."""
+    ids = torch.tensor([it["item_id"] for it in items], dtype=torch.long)
+    batch = ItemBatch(item_ids=ids)
+    if spec.mel_frames is not None:
+        batch.mel = torch.from_numpy(np.stack([it["mel"] for it in items]))
+        batch.mel_frames = torch.tensor([it["mel_frames"] for it in items], dtype=torch.long)
+    if spec.max_tokens is not None:
+        width = max([len(it["tokens"]) for it in items] + [1])
+        tokens = np.full((len(items), width), spec.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(items), width), dtype=bool)
+        for r, it in enumerate(items):
+            tokens[r, : len(it["tokens"])] = it["tokens"]
+            mask[r, : len(it["tokens"])] = True
+        batch.tokens, batch.token_mask = torch.from_numpy(tokens), torch.from_numpy(mask)
+    if spec.cover_size is not None:
+        batch.cover = torch.from_numpy(np.stack([it["cover"] for it in items]))
+        batch.has_cover = torch.tensor([it["has_cover"] for it in items], dtype=torch.bool)
+    if tabular is not None:
+        batch.tabular = torch.from_numpy(tabular[ids.numpy()])
+    return batch
+
+
+def read_samples(urls: Iterable[str]) -> Iterator[dict]:
+    """Raw samples of tar shards given as local paths or webdataset URLs (e.g. `pipe:`
+    commands from the user's own configuration)."""
+    import webdataset as wds
+
+    yield from wds.tarfile_samples({"url": url} for url in urls)
+
+
+def catalogue_batches(
+    urls: list[str], spec: InputSpec, batch_size: int, tabular: np.ndarray | None = None
+) -> Iterator[ItemBatch]:
+    """Every item of the shards once, centre-cropped, in batches (for embedding the
+    catalogue)."""
+    pending: list[dict] = []
+    for sample in read_samples(urls):
+        pending.append(decode_item(sample, spec, rng=None))
+        if len(pending) == batch_size:
+            yield collate_items(pending, spec, tabular)
+            pending = []
+    if pending:
+        yield collate_items(pending, spec, tabular)
+
+
+def local_shard_urls(shards_dir: Path, manifest: dict) -> list[str]:
+    """Shard paths from the manifest's shard *names*, resolved inside `shards_dir`; names
+    that are not plain file names are refused, so a shards directory cannot smuggle a
+    command or a path outside itself."""
+    urls = []
+    for shard in manifest["shards"]:
+        name = shard["name"]
+        if Path(name).name != name or ":" in name or not name.endswith(".tar"):
+            raise ValueError(
+                f"refusing shard name {name!r} from {shards_dir}/manifest.json: "
+                f"shard names must be plain .tar file names"
+            )
+        urls.append(str(shards_dir / "items" / name))
+    return urls
+
+
+def tabular_features(catalog, columns: list[str]) -> np.ndarray:
+    """[n_items + 1, F] float32 standardised numeric features (row 0 = padding, NaN = 0)."""
+    values = np.stack([catalog[c].cast(float).fill_null(np.nan).to_numpy() for c in columns], 1)
+    mean, std = np.nanmean(values, 0), np.nanstd(values, 0) + 1e-6
+    scaled = np.nan_to_num((values - mean) / std).astype(np.float32)
+    out = np.zeros((int(catalog["item_id"].max()) + 1, len(columns)), dtype=np.float32)
+    out[catalog["item_id"].to_numpy()] = scaled
+    return out

@@ -1,0 +1,142 @@
+"""Item-major streaming: the expensive content is per item, plays are small integers, so
+stream item shards and pair each item with user contexts sampled in memory.
+
+- Every DataLoader worker draws shards at random (with replacement) from *all* shards,
+  seeded by (seed, epoch, rank, worker), so every item is emitted at the same rate
+  whatever the number of ranks and workers, and the stream never runs dry.
+- Item i is emitted e_i = min(cap, n_i / K) times per pass on average (n_i: its training
+  targets; stochastic rounding), so the objective follows the play distribution while one
+  hit cannot flood a batch. Its emission probability is q_i = e_i / sum(e): `log_q` is
+  exactly what the logQ correction needs.
+- Each emission carries K histories that end right before K of the item's training
+  targets (drawn with replacement). Held-out rows are never targets.
+- Batches are structural: M distinct items, K contexts each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from mirkit.data.content import InputSpec, collate_items, decode_item, read_samples
+from mirkit.data.plays import Split, item_target_rows
+from mirkit.models.item_tower import ItemBatch
+
+
+@dataclass
+class ItemMajorBatch:
+    items: ItemBatch  # M distinct items
+    histories: torch.Tensor  # [M, K, L] left-padded item ids
+    target_rows: torch.Tensor  # [M, K] rows of the targets (for checks)
+    log_q: torch.Tensor  # [M] log emission probability of each item
+
+
+def emission_rates(split: Split, n_items: int, k: int, cap: float) -> np.ndarray:
+    """Expected emissions per pass e_i = min(cap, n_i / K) per item id (0 = never)."""
+    counts = np.bincount(np.asarray(split.plays.items)[split.train_rows], minlength=n_items + 1)
+    rates = np.minimum(cap, counts / k)
+    rates[0] = 0.0
+    return rates
+
+
+class ItemMajorStream(IterableDataset):
+    def __init__(
+        self,
+        urls: list[str],
+        split: Split,
+        n_items: int,
+        spec: InputSpec,
+        k: int,
+        m: int,
+        max_len: int,
+        cap: float,
+        seed: int,
+        epoch: int,
+        rank: int = 0,
+        tabular: np.ndarray | None = None,
+    ):
+        super().__init__()
+        self.urls, self.split, self.spec = urls, split, spec
+        self.k, self.m, self.max_len, self.seed, self.epoch, self.rank = (
+            k,
+            m,
+            max_len,
+            seed,
+            epoch,
+            rank,
+        )
+        self.tabular = tabular
+        self.rates = emission_rates(split, n_items, k, cap)
+        self.log_q = np.log(np.maximum(self.rates, 1e-12) / self.rates.sum())
+        self.offsets, self.rows = item_target_rows(split, n_items)
+
+    def _histories(self, rows: np.ndarray) -> np.ndarray:
+        return np.stack([self.split.history(int(r), self.max_len) for r in rows])
+
+    def _emissions(self, rng: np.random.Generator) -> Iterator[tuple[dict, np.ndarray]]:
+        while True:
+            url = self.urls[int(rng.integers(len(self.urls)))]
+            for sample in read_samples([url]):
+                item = decode_item(sample, self.spec, rng)
+                i = item["item_id"]
+                rate = self.rates[i] if i < len(self.rates) else 0.0
+                copies = int(rate) + int(rng.random() < rate - int(rate))
+                for _ in range(copies):
+                    start, end = self.offsets[i], self.offsets[i + 1]
+                    yield item, np.asarray(self.rows[rng.integers(start, end, self.k)])
+
+    def __iter__(self) -> Iterator[ItemMajorBatch]:
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
+        buffer: list[tuple[dict, np.ndarray]] = []
+        for emission in self._emissions(rng):
+            buffer.append(emission)
+            if len(buffer) < 4 * self.m:
+                continue
+            chosen, seen = [], set()
+            for index in rng.permutation(len(buffer)):
+                item_id = buffer[index][0]["item_id"]
+                if item_id not in seen:
+                    seen.add(item_id)
+                    chosen.append(int(index))
+                if len(chosen) == self.m:
+                    break
+            if len(chosen) < self.m:
+                continue  # too few distinct items buffered yet
+            picked = [buffer[i] for i in chosen]
+            for i in sorted(chosen, reverse=True):
+                buffer.pop(i)
+            items = collate_items([it for it, _ in picked], self.spec, self.tabular)
+            rows = np.stack([r for _, r in picked])
+            histories = np.stack([self._histories(r) for r in rows])
+            yield ItemMajorBatch(
+                items,
+                torch.from_numpy(histories),
+                torch.from_numpy(rows),
+                torch.from_numpy(self.log_q[items.item_ids.numpy()]),
+            )
+
+
+def steps_per_epoch(split: Split, n_items: int, k: int, m: int, cap: float, world: int = 1) -> int:
+    """Fixed from the index: one pass's expected emissions over M items per rank."""
+    return max(1, int(emission_rates(split, n_items, k, cap).sum() // (m * world)))
+
+
+def _as_is(batch: ItemMajorBatch) -> ItemMajorBatch:
+    return batch
+
+
+def item_major_loader(stream: ItemMajorStream, workers: int) -> DataLoader:
+    """Decoding happens in `workers` forked processes (0: in the training process)."""
+    return DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=_as_is,
+        multiprocessing_context="fork" if workers else None,
+    )

@@ -1,0 +1,149 @@
+"""A run directory: what produced it, what it measured, its checkpoints.
+
+runs/NAME/config.json      resolved options, model config, provenance
+runs/NAME/metrics.jsonl    one JSON object per logged step and per validation
+runs/NAME/train.log        the log
+runs/NAME/checkpoints/     last.pt, best.pt (atomic writes, weights_only loads)
+runs/NAME/model/           the best model (model.json + model.pt) for index/recommend
+runs/NAME/curves.png       training curves
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+import mirkit
+
+CHECKPOINTS = "checkpoints"
+
+
+def provenance(device: torch.device) -> dict:
+    """Git commit, lock-file hash, library versions and the device of this run."""
+    source = Path(mirkit.__file__).resolve().parents[1]
+    try:
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or "unknown"
+        )
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    lock = source / "uv.lock"
+    versions = {}
+    for name in (
+        "mirkit",
+        "torch",
+        "torchvision",
+        "torchaudio",
+        "transformers",
+        "peft",
+        "webdataset",
+        "numpy",
+        "polars",
+    ):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return {
+        "git_commit": commit,
+        "uv_lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest() if lock.exists() else None,
+        "versions": versions,
+        "device": {
+            "type": device.type,
+            "name": name or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+        },
+        "python": platform.python_version(),
+    }
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = path
+        (path / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+
+    def attach_log(self) -> logging.Handler:
+        handler = logging.FileHandler(self.path / "train.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logging.getLogger().addHandler(handler)
+        return handler
+
+    def write_config(self, record: dict) -> None:
+        _atomic_write(self.path / "config.json", json.dumps(record, indent=1).encode())
+
+    def read_config(self) -> dict:
+        return json.loads((self.path / "config.json").read_text())
+
+    def log_metrics(self, row: dict) -> None:
+        with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def metrics(self) -> list[dict]:
+        path = self.path / "metrics.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def checkpoint_path(self, name: str) -> Path:
+        return self.path / CHECKPOINTS / f"{name}.pt"
+
+    def save_checkpoint(self, name: str, state: dict) -> None:
+        path = self.checkpoint_path(name)
+        temporary = path.with_name(path.name + ".tmp")
+        torch.save(state, temporary)
+        os.replace(temporary, path)
+
+    def load_checkpoint(self, name: str) -> dict:
+        return torch.load(self.checkpoint_path(name), map_location="cpu", weights_only=True)
+
+    def plot(self) -> Path | None:
+        """Loss, temperature and validation NDCG@10 against steps."""
+        rows = self.metrics()
+        train = [r for r in rows if "loss" in r]
+        val = [r for r in rows if "val_NDCG@10" in r]
+        if not train:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+        axes[0].plot([r["step"] for r in train], [r["loss"] for r in train])
+        axes[0].set_title("training loss")
+        axes[1].plot([r["step"] for r in train], [r["temperature"] for r in train])
+        axes[1].set_title("temperature")
+        if val:
+            steps = [r["step"] for r in val]
+            axes[2].plot(steps, [r["val_NDCG@10"] for r in val], marker="o", label="model")
+            axes[2].plot(
+                steps, [r["val_most-popular_NDCG@10"] for r in val], ls="--", label="most-popular"
+            )
+            axes[2].legend()
+        axes[2].set_title("validation NDCG@10")
+        for ax in axes:
+            ax.set_xlabel("step")
+        fig.tight_layout()
+        out = self.path / "curves.png"
+        fig.savefig(out, dpi=80)
+        plt.close(fig)
+        return out
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)

@@ -1,0 +1,58 @@
+"""User-major batches: windows of users' training sequences, every position predicting
+its next play (SASRec's all-position loss).
+
+Each user's training prefix is cut into windows of max_len + 1 plays ending at the
+prefix end and stepping back by max_len, so long histories contribute every play once
+instead of only their last max_len."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from mirkit.data.plays import Split
+
+
+def windows(split: Split, max_len: int) -> np.ndarray:
+    """[W, 2] (start, end) row ranges of training windows (end exclusive)."""
+    out = []
+    starts = np.asarray(split.plays.indptr[:-1])
+    for user_start, end in zip(starts, split.prefix_end, strict=True):
+        end = int(end)
+        while end - user_start >= 2:
+            start = max(int(user_start), end - max_len - 1)
+            out.append((start, end))
+            end = start + 1 if start > user_start else user_start
+    return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+
+def window_batch(
+    split: Split, spans: np.ndarray, max_len: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs [B, max_len], targets [B, max_len]), left-padded with 0: position p's
+    target is the play after input p."""
+    items = np.asarray(split.plays.items)
+    inputs = np.zeros((len(spans), max_len), dtype=np.int64)
+    targets = np.zeros((len(spans), max_len), dtype=np.int64)
+    for r, (start, end) in enumerate(spans):
+        seq = items[start:end]
+        inputs[r, max_len - (len(seq) - 1) :] = seq[:-1]
+        targets[r, max_len - (len(seq) - 1) :] = seq[1:]
+    return torch.from_numpy(inputs), torch.from_numpy(targets)
+
+
+class UserMajorBatches:
+    def __init__(self, split: Split, max_len: int, batch_size: int, seed: int):
+        self.split, self.max_len, self.batch_size, self.seed = split, max_len, batch_size, seed
+        self.spans = windows(split, max_len)
+
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.spans) // self.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.spans))
+        for step in range(self.steps_per_epoch()):
+            chosen = self.spans[order[step * self.batch_size : (step + 1) * self.batch_size]]
+            yield window_batch(self.split, chosen, self.max_len)

@@ -1,0 +1,192 @@
+"""The trainer on the tiny corpus: end to end, both data paths, held-out rows, logQ,
+resume, refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mirkit.data.content import InputSpec, local_shard_urls
+from mirkit.data.plays import SplitConfig, load_plays, make_split
+from mirkit.models.config import ModelConfig
+from mirkit.models.two_tower import TwoTower
+from mirkit.shards.manifest import ShardsError, load_manifest
+from mirkit_train.config import TrainConfig
+from mirkit_train.evaluate import embed_catalogue
+from mirkit_train.item_major import ItemMajorStream, emission_rates
+from mirkit_train.train import TrainingError, train
+from mirkit_train.user_major import windows
+
+N_ITEMS = 60
+
+
+def config(shards: Path, run: Path, **changes) -> TrainConfig:
+    values = {
+        "shards": str(shards),
+        "run": str(run),
+        "epochs": 2,
+        "items_per_batch": 16,
+        "contexts": 4,
+        "workers": 0,
+        "lr": 3e-3,
+        "max_steps_per_epoch": 8,
+    }
+    return TrainConfig(**(values | changes))
+
+
+def tiny_split(shards: Path):
+    manifest = load_manifest(shards)
+    return make_split(load_plays(shards, manifest["fingerprints"]["interactions"]), SplitConfig())
+
+
+@pytest.fixture(scope="module")
+def multimodal_run(tiny_shards, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "mm"
+    train(config(tiny_shards, run, epochs=3))
+    return run
+
+
+def test_end_to_end_training_beats_a_random_ranking(multimodal_run):
+    rows = [
+        json.loads(line) for line in (multimodal_run / "metrics.jsonl").read_text().splitlines()
+    ]
+    validation = [r for r in rows if "val_NDCG@10" in r]
+    assert len(validation) == 3
+    final = validation[-1]
+    assert np.isfinite(final["val_NDCG@10"]) and np.isfinite(final["val_Recall@10"])
+    random_ndcg = sum(1 / np.log2(r + 1) for r in range(1, 11)) / N_ITEMS
+    assert max(v["val_NDCG@10"] for v in validation) > random_ndcg
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert np.mean(losses[-3:]) < losses[0]  # the loss falls
+    for name in (
+        "config.json",
+        "train.log",
+        "curves.png",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "model/model.json",
+    ):
+        assert (multimodal_run / name).exists(), name
+    record = json.loads((multimodal_run / "config.json").read_text())
+    assert record["path"] == "item-major" and record["git_commit"]
+    assert record["shards_fingerprints"]["id_map"] and record["versions"]["torch"]
+
+
+def test_config_json_rebuilds_the_same_model(multimodal_run, tiny_shards):
+    record = json.loads((multimodal_run / "config.json").read_text())
+    rebuilt = TwoTower(
+        ModelConfig.from_dict(record["model"]), record["n_items"], record["vocab_size"]
+    )
+    state = torch.load(multimodal_run / "checkpoints" / "best.pt", weights_only=True)
+    rebuilt.load_state_dict(state["model"])
+    saved = TwoTower.load(multimodal_run / "model")
+    spec = InputSpec(
+        mel_frames=rebuilt.config.mel_frames,
+        n_mels=64,
+        cover_size=rebuilt.config.cover_size,
+        max_tokens=64,
+    )
+    urls = local_shard_urls(tiny_shards, load_manifest(tiny_shards))
+    a = embed_catalogue(rebuilt, N_ITEMS, urls, spec, torch.device("cpu"))
+    b = embed_catalogue(saved, N_ITEMS, urls, spec, torch.device("cpu"))
+    assert torch.equal(a, b)
+
+
+def test_resume_continues_the_step_count(tiny_shards, tmp_path):
+    run = tmp_path / "resumed"
+    first = train(config(tiny_shards, run, modalities=("id",), epochs=2, batch_size=4))
+    resumed = train(
+        config(tiny_shards, run, modalities=("id",), epochs=3, batch_size=4, resume=True)
+    )
+    assert resumed["steps"] == first["steps"] * 3 // 2
+    epochs = [
+        json.loads(line)["epoch"]
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+        if "val_NDCG@10" in json.loads(line)
+    ]
+    assert epochs == [0, 1, 2]
+
+
+def test_resume_refuses_other_shards_and_other_models(tiny_shards, tmp_path):
+    run = tmp_path / "run"
+    train(config(tiny_shards, run, modalities=("id",), epochs=1, batch_size=4))
+    other = tmp_path / "other-shards"
+    shutil.copytree(tiny_shards, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["fingerprints"]["interactions"] = "0" * 64
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(TrainingError, match="interactions fingerprint differs"):
+        train(config(other, run, modalities=("id",), epochs=2, batch_size=4, resume=True))
+    with pytest.raises(TrainingError, match="model config differs"):
+        train(
+            config(
+                tiny_shards, run, modalities=("id",), epochs=2, batch_size=4, max_len=7, resume=True
+            )
+        )
+    manifest["format_version"] = 2
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ShardsError, match="version 2"):
+        train(config(other, tmp_path / "new", modalities=("id",)))
+
+
+def test_held_out_plays_are_never_training_targets(tiny_shards):
+    split = tiny_split(tiny_shards)
+    held_out = set(split.val_rows) | set(split.test_rows)
+    assert held_out and not held_out & set(split.train_rows)
+    # user-major: every target of every window is a training row
+    targets = {r for start, end in windows(split, 10) for r in range(start + 1, end)}
+    assert targets == set(split.train_rows)
+    # item-major: every emitted target is a training row, its history ends right before it
+    stream = ItemMajorStream(
+        local_shard_urls(tiny_shards, load_manifest(tiny_shards)),
+        split,
+        N_ITEMS,
+        InputSpec(),
+        k=4,
+        m=8,
+        max_len=10,
+        cap=8.0,
+        seed=0,
+        epoch=0,
+    )
+    train_rows = set(split.train_rows)
+    for batch, _ in zip(stream, range(20), strict=False):
+        rows = batch.target_rows.numpy()
+        assert set(rows.ravel()) <= train_rows
+        items = np.asarray(split.plays.items)
+        assert (items[rows] == batch.items.item_ids.numpy()[:, None]).all()
+        for m in range(rows.shape[0]):
+            for k in range(rows.shape[1]):
+                assert np.array_equal(
+                    batch.histories[m, k].numpy(), split.history(int(rows[m, k]), 10)
+                )
+
+
+def test_item_major_batches_are_structural_with_exact_log_q(tiny_shards):
+    split = tiny_split(tiny_shards)
+    urls = local_shard_urls(tiny_shards, load_manifest(tiny_shards))
+    stream = ItemMajorStream(
+        urls, split, N_ITEMS, InputSpec(), k=4, m=8, max_len=10, cap=3.0, seed=1, epoch=0
+    )
+    counts = np.zeros(N_ITEMS + 1)
+    for batch, _ in zip(stream, range(3000), strict=False):
+        ids = batch.items.item_ids.numpy()
+        assert len(ids) == 8 and len(set(ids)) == 8
+        assert batch.histories.shape == (8, 4, 10) and batch.target_rows.shape == (8, 4)
+        np.add.at(counts, ids, 1)
+        assert np.allclose(np.exp(batch.log_q.numpy()), stream.rates[ids] / stream.rates.sum())
+    expected = emission_rates(split, N_ITEMS, 4, 3.0)
+    expected /= expected.sum()
+    observed = counts / counts.sum()
+    assert 0.5 * np.abs(observed - expected).sum() < 0.05  # total variation distance
+    assert observed[expected == 0].sum() == 0  # items without training plays never appear
+
+
+def test_user_major_refuses_content_models(tiny_shards, tmp_path):
+    with pytest.raises(TrainingError, match="item-major"):
+        train(config(tiny_shards, tmp_path / "x", path="user-major"))
