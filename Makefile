@@ -9,7 +9,7 @@ CONFIG := configs/$(PRESET).toml
 DATA := data/$(PRESET)
 SHARDS := shards/$(PRESET)
 
-.PHONY: setup test lint data shards train clean-data
+.PHONY: setup test lint data shards train demo clean-data
 
 setup: $(VENV)/.synced
 
@@ -40,3 +40,8 @@ clean-data:
 
 train: $(SHARDS)/manifest.json | setup
 	$(BIN)/mirkit --config $(CONFIG) train
+
+# The whole job on the demo corpus, offline; re-running reuses what is already built.
+demo: $(SHARDS)/manifest.json | setup
+	@test -f runs/$(PRESET)/model/model.json || $(BIN)/mirkit --config $(CONFIG) train
+	@echo "demo: corpus $(DATA), shards $(SHARDS), run runs/$(PRESET) (metrics.jsonl, curves.png)"

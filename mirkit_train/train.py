@@ -208,6 +208,10 @@ def check_resumable(state: dict, manifest: dict, model: ModelConfig) -> None:
 def train(cfg: TrainConfig) -> dict:
     started = time.perf_counter()
     shards, run = Path(cfg.shards), RunDir(Path(cfg.run))
+    if not cfg.resume and run.checkpoint_path("last").exists():
+        raise TrainingError(
+            f"{run.path} already holds a run: pass --resume to continue it, or choose another --run"
+        )
     handler = run.attach_log()
     device = torch.device(
         cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")

@@ -190,3 +190,48 @@ def test_item_major_batches_are_structural_with_exact_log_q(tiny_shards):
 def test_user_major_refuses_content_models(tiny_shards, tmp_path):
     with pytest.raises(TrainingError, match="item-major"):
         train(config(tiny_shards, tmp_path / "x", path="user-major"))
+
+
+def test_an_existing_run_is_not_overwritten(tiny_shards, tmp_path):
+    run = tmp_path / "kept"
+    train(config(tiny_shards, run, modalities=("id",), epochs=1, batch_size=4))
+    before = (run / "config.json").read_bytes()
+    with pytest.raises(TrainingError, match="already holds a run"):
+        train(config(tiny_shards, run, modalities=("id",), epochs=1, batch_size=8))
+    assert (run / "config.json").read_bytes() == before
+
+
+def test_a_text_model_with_another_tokenizer_retokenises_the_stored_lyrics(
+    tiny_shards, tmp_path, caplog
+):
+    from transformers import BertConfig, BertModel
+
+    from mirkit.shards.text import train_tokenizer
+
+    tokenizer = train_tokenizer(["la la love", "amor corazón", "любовь ночь"] * 20, 150)
+    directory = tmp_path / "other-text-model"
+    BertModel(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+    ).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    with caplog.at_level("WARNING"):
+        summary = train(
+            config(
+                tiny_shards,
+                tmp_path / "run",
+                modalities=("lyrics", "id"),
+                text_model=str(directory),
+                epochs=1,
+                max_steps_per_epoch=3,
+            )
+        )
+    assert "tokenizer differs from the shards'" in caplog.text
+    assert summary["steps"] == 3
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["vocab_size"] == len(tokenizer)

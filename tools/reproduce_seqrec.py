@@ -46,10 +46,10 @@ PUBLISHED = {  # HR@10, NDCG@10, HR@20, NDCG@20
 @click.command()
 @click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--epochs", type=int, default=40)
+@click.option("--epochs", type=int, default=60)
 @click.option("--loss", default="full-softmax")
 @click.option("--logq/--no-logq", default=True)
-@click.option("--lr", type=float, default=3e-3)
+@click.option("--lr", type=float, default=1e-2)
 @click.option("--batch-size", type=int, default=64)
 def main(
     data: Path, out: Path, epochs: int, loss: str, logq: bool, lr: float, batch_size: int
@@ -74,7 +74,7 @@ def main(
             batch_size=batch_size,
             exclude_seen=True,
             path="user-major",
-            early_stopping=5,
+            early_stopping=10,
         )
     )
     minutes = (time.perf_counter() - started) / 60
