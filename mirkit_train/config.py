@@ -17,6 +17,7 @@ class TrainConfig:
     text_model: str | None = None
     lora_rank: int | None = None
     max_len: int | None = None
+    dropout: float | None = None
     split: str = "leave-one-out"
     drop_repeats: bool = False
     k_core: int = 0

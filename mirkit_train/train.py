@@ -64,7 +64,12 @@ def resolve_model(
         text = replace(text, model=cfg.text_model)
     if cfg.lora_rank:
         text = replace(text, lora_rank=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank)
-    model = replace(model, text=text, max_len=cfg.max_len or model.max_len)
+    model = replace(
+        model,
+        text=text,
+        max_len=cfg.max_len or model.max_len,
+        dropout=model.dropout if cfg.dropout is None else cfg.dropout,
+    )
     used = set(model.modalities)
     vocab_size, retokenize, pad = None, None, 0
     if "lyrics" in used:

@@ -12,8 +12,8 @@ history excluded, max sequence length 50, hidden size 64. Prints a Markdown row.
 from __future__ import annotations
 
 import json
+import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -21,7 +21,6 @@ import torch
 
 from mirkit import log
 from mirkit.data.plays import SplitConfig, load_plays, make_split
-from mirkit.models.config import PRESETS
 from mirkit.models.two_tower import TwoTower
 from mirkit.shards.build import BuildInputs, BuildOptions, build_shards
 from mirkit.shards.manifest import load_manifest
@@ -51,15 +50,25 @@ PUBLISHED = {  # HR@10, NDCG@10, HR@20, NDCG@20
 @click.option("--logq/--no-logq", default=True)
 @click.option("--lr", type=float, default=1e-2)
 @click.option("--batch-size", type=int, default=64)
+@click.option("--dropout", type=float, default=0.1)
 def main(
-    data: Path, out: Path, epochs: int, loss: str, logq: bool, lr: float, batch_size: int
+    data: Path,
+    out: Path,
+    epochs: int,
+    loss: str,
+    logq: bool,
+    lr: float,
+    batch_size: int,
+    dropout: float,
 ) -> None:
     log.configure(0)
     name = data.stem
     shards = out / f"shards-{name}"
     if not (shards / "manifest.json").exists():
         build_shards(BuildInputs(plays=data), BuildOptions(out=shards))
-    run = out / f"run-{name}-{loss}{'-logq' if logq and loss == 'in-batch' else ''}"
+    logq_tag = "-logq" if logq and loss == "in-batch" else ""
+    run = out / f"run-{name}-{loss}{logq_tag}-lr{lr:g}-do{dropout:g}"
+    shutil.rmtree(run, ignore_errors=True)  # this tool always trains from scratch
     started = time.perf_counter()
     summary = train(
         TrainConfig(
@@ -72,6 +81,7 @@ def main(
             epochs=epochs,
             lr=lr,
             batch_size=batch_size,
+            dropout=dropout,
             exclude_seen=True,
             path="user-major",
             early_stopping=10,
@@ -82,7 +92,6 @@ def main(
     manifest = load_manifest(shards)
     split = make_split(load_plays(shards, manifest["fingerprints"]["interactions"]), SplitConfig())
     model = TwoTower.load(run / "model").eval()
-    assert model.config == replace(PRESETS["small"].with_modalities(("id",)), max_len=50)
     n_items = model.n_items
     with torch.no_grad():
         table = embed_catalogue(model, n_items, [], _no_content(), torch.device("cpu"))

@@ -64,7 +64,14 @@ def _options(command):
                 name, default=",".join(default or ()), show_default=True, help=HELP.get(f.name)
             )
         else:
-            types = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str}
+            types = {
+                "int": int,
+                "float": float,
+                "str": str,
+                "int | None": int,
+                "str | None": str,
+                "float | None": float,
+            }
             option = click.option(
                 name,
                 type=choices.get(f.name, types.get(kind, str)),
