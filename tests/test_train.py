@@ -235,3 +235,17 @@ def test_a_text_model_with_another_tokenizer_retokenises_the_stored_lyrics(
     assert summary["steps"] == 3
     record = json.loads((tmp_path / "run" / "config.json").read_text())
     assert record["vocab_size"] == len(tokenizer)
+
+
+def test_shard_names_in_a_manifest_cannot_run_commands(tiny_shards, tmp_path):
+    evil = tmp_path / "evil-shards"
+    shutil.copytree(tiny_shards, evil)
+    marker = tmp_path / "pwned"
+    manifest = json.loads((evil / "manifest.json").read_text())
+    manifest["shards"][0]["name"] = f"pipe:touch {marker}; cat items-000000.tar"
+    (evil / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="refusing shard name"):
+        local_shard_urls(evil, manifest)
+    with pytest.raises(ValueError, match="refusing shard name"):
+        train(config(evil, tmp_path / "run", epochs=1, max_steps_per_epoch=1))
+    assert not marker.exists()
