@@ -25,12 +25,9 @@ def configure(verbosity: int) -> None:
     """verbosity: -1 quiet (warnings only, no progress bars), 0 normal, >=1 debug."""
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
     _state["quiet"] = verbosity < 0
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
-        force=True,
-    )
+    handler = RichHandler(console=console, show_path=False, show_time=False)
+    handler.setLevel(level)  # stays quiet even when a run's log file lowers the root level
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
 
 
 def progress() -> Progress:

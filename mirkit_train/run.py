@@ -16,6 +16,8 @@ import logging
 import os
 import platform
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -75,11 +77,22 @@ class RunDir:
         self.path = path
         (path / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
 
-    def attach_log(self) -> logging.Handler:
+    @contextmanager
+    def logging_to_file(self) -> Iterator[None]:
+        """Send log records (INFO and up) to train.log while the block runs."""
         handler = logging.FileHandler(self.path / "train.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logging.getLogger().addHandler(handler)
-        return handler
+        handler.setLevel(logging.INFO)
+        root = logging.getLogger()
+        root.addHandler(handler)
+        level = root.level
+        root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+        try:
+            yield
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(level)
+            handler.close()
 
     def write_config(self, record: dict) -> None:
         _atomic_write(self.path / "config.json", json.dumps(record, indent=1).encode())

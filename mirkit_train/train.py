@@ -211,13 +211,19 @@ def check_resumable(state: dict, manifest: dict, model: ModelConfig) -> None:
 
 
 def train(cfg: TrainConfig) -> dict:
-    started = time.perf_counter()
-    shards, run = Path(cfg.shards), RunDir(Path(cfg.run))
+    """Train one run (its log goes to runs/NAME/train.log for the duration of the call)."""
+    run = RunDir(Path(cfg.run))
     if not cfg.resume and run.checkpoint_path("last").exists():
         raise TrainingError(
             f"{run.path} already holds a run: pass --resume to continue it, or choose another --run"
         )
-    handler = run.attach_log()
+    with run.logging_to_file():
+        return _train(cfg, run)
+
+
+def _train(cfg: TrainConfig, run: RunDir) -> dict:
+    started = time.perf_counter()
+    shards = Path(cfg.shards)
     device = torch.device(
         cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     )
@@ -273,7 +279,6 @@ def train(cfg: TrainConfig) -> dict:
         "shards_fingerprints": manifest["fingerprints"],
         **provenance(device),
     }
-    run.write_config(record)
 
     epoch0, step, best, stale = 0, 0, -1.0, 0
     if cfg.resume and run.checkpoint_path("last").exists():
@@ -285,6 +290,7 @@ def train(cfg: TrainConfig) -> dict:
         epoch0, step, best, stale = state["epoch"] + 1, state["step"], state["best"], state["stale"]
         torch.set_rng_state(state["torch_rng"])
         logger.info("resumed %s at epoch %d, step %d", run.path, epoch0, step)
+    run.write_config(record)  # only once the run is known to be usable
 
     val_rows = validation_rows(split, cfg.val_limit, cfg.seed)
     autocast = device.type == "cuda" and cfg.bf16
@@ -416,7 +422,6 @@ def train(cfg: TrainConfig) -> dict:
                 logger.info("no better NDCG@10 for %d epochs: stopping early", stale)
                 break
     run.plot()
-    logging.getLogger().removeHandler(handler)
     return {
         "run": str(run.path),
         "path": path,
