@@ -93,7 +93,12 @@ class ItemTower(nn.Module):
             )
             self.project["id"] = nn.Linear(self.id_table.embedding_dim, d)
         self.register_buffer("warm", torch.ones(n_items + 2, dtype=torch.bool))
+        # token-kind embeddings start small, so that at initialisation the tokens' own
+        # content (e.g. the item id) and not the shared kind tag dominates the fused
+        # embedding; with N(0, 1) kinds every item started almost identical and id-only
+        # item-major training collapsed to a constant item embedding
         self.kind = nn.Embedding(len(TOKEN_KINDS), d)
+        nn.init.normal_(self.kind.weight, std=0.02)
         self.none_token = nn.Parameter(torch.zeros(d))
         self.query = nn.Parameter(torch.randn(1, 1, d) * d**-0.5)
         self.attention = nn.MultiheadAttention(
