@@ -57,3 +57,25 @@ def tiny_shards(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     out = tmp_path_factory.mktemp("shards") / "tiny"
     build_shards(corpus_inputs(tiny_corpus), options(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory):
+    """A 1-layer BERT saved with its own fitted tokenizer, loaded back by path like a
+    user's model directory: (directory, tokenizer)."""
+    from transformers import BertConfig, BertModel
+
+    from mirkit.shards.text import train_tokenizer
+
+    tokenizer = train_tokenizer(["la la love", "amor corazón", "любовь ночь"] * 20, 150)
+    directory = tmp_path_factory.mktemp("models") / "tiny-bert"
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory, tokenizer

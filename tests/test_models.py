@@ -19,7 +19,6 @@ from mirkit.models.losses import gathered_info_nce, info_nce
 from mirkit.models.resnet import MissingWeights
 from mirkit.models.text import TextEncoder, lora_target_modules
 from mirkit.models.two_tower import TwoTower
-from mirkit.shards.text import train_tokenizer
 
 SMALL = PRESETS["small"]
 N_ITEMS, VOCAB = 50, 300
@@ -253,21 +252,8 @@ def test_save_and_reload_give_identical_embeddings(tmp_path):
         assert torch.equal(again.users(history), users)
 
 
-def test_hugging_face_models_load_from_a_directory_with_lora_targets(tmp_path):
-    from transformers import BertConfig, BertModel
-
-    tokenizer = train_tokenizer(["la la love", "amor corazón", "любовь ночь"] * 20, 120)
-    directory = tmp_path / "tiny-bert"
-    BertModel(
-        BertConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-        )
-    ).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+def test_hugging_face_models_load_from_a_directory_with_lora_targets(tiny_bert):
+    directory, tokenizer = tiny_bert
     encoder = TextEncoder(TextConfig(model=str(directory), lora_rank=2))
     assert set(encoder.model.peft_config["default"].target_modules) == {"query", "key", "value"}
     ids = torch.tensor([tokenizer("amor corazón")["input_ids"]])

@@ -202,24 +202,9 @@ def test_an_existing_run_is_not_overwritten(tiny_shards, tmp_path):
 
 
 def test_a_text_model_with_another_tokenizer_retokenises_the_stored_lyrics(
-    tiny_shards, tmp_path, caplog
+    tiny_shards, tiny_bert, tmp_path, caplog
 ):
-    from transformers import BertConfig, BertModel
-
-    from mirkit.shards.text import train_tokenizer
-
-    tokenizer = train_tokenizer(["la la love", "amor corazón", "любовь ночь"] * 20, 150)
-    directory = tmp_path / "other-text-model"
-    BertModel(
-        BertConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-        )
-    ).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    directory, tokenizer = tiny_bert
     with caplog.at_level("WARNING"):
         summary = train(
             config(
