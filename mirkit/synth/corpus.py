@@ -135,6 +135,9 @@ def _media_jobs(world: World, out: Path, mess: dict[str, list[int]], seed: int) 
     stereo = rng.random(world.n_tracks) < 0.5
     png = rng.random(len(world.album_name)) < 0.2
     genre_hue = {g: GENRE_RING.index(g) / len(GENRE_RING) for g in world.genres}
+    album_mood = {}  # an album's cover colours follow the mood of its first track
+    for album, mood in zip(t.album.tolist(), t.mood.tolist(), strict=True):
+        album_mood.setdefault(album, mood)
     jobs = []
     for i, track_id in enumerate(t.track_id):
         a, g, mood = int(t.artist[i]), world.genres[t.genre[i]], MOODS[t.mood[i]]
@@ -142,7 +145,7 @@ def _media_jobs(world: World, out: Path, mess: dict[str, list[int]], seed: int) 
         extension = "ogg" if i in mess["corrupt_audio"] else p.audio_formats[fmt[i]]
         has_audio = i not in mess["missing_audio"]
         has_cover = i not in mess["missing_cover"]
-        sat, val = MOOD_COLOUR[MOODS[int(t.mood[t.album == album][0])]]
+        sat, val = MOOD_COLOUR[MOODS[album_mood[album]]]
         jobs.append(
             MediaJob(
                 audio=AudioSpec(
