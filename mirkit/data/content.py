@@ -21,6 +21,7 @@ from PIL import Image
 
 from mirkit.models.item_tower import ItemBatch
 from mirkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
+from mirkit.shards.text import saved_tokenizer, token_ids
 
 _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)[:, None, None]
 _STD = np.array(IMAGENET_STD, dtype=np.float32)[:, None, None]
@@ -37,22 +38,6 @@ class InputSpec:
     pad_token_id: int = 0
     retokenize_with: str | None = None  # a tokenizer directory, when it differs from the shards'
     n_tabular: int = 0
-
-
-_tokenizers: dict[str, object] = {}
-
-
-def _retokenize(text: str, spec: InputSpec) -> np.ndarray:
-    if spec.retokenize_with not in _tokenizers:
-        from transformers import AutoTokenizer
-
-        _tokenizers[spec.retokenize_with] = AutoTokenizer.from_pretrained(
-            spec.retokenize_with, local_files_only=True
-        )
-    ids = _tokenizers[spec.retokenize_with](text, truncation=True, max_length=spec.max_tokens)[
-        "input_ids"
-    ]
-    return np.asarray(ids, dtype=np.int64)
 
 
 def decode_item(sample: dict, spec: InputSpec, rng: np.random.Generator | None) -> dict:
@@ -75,7 +60,8 @@ def decode_item(sample: dict, spec: InputSpec, rng: np.random.Generator | None) 
     if spec.max_tokens is not None:
         tokens = np.zeros(0, dtype=np.int64)
         if spec.retokenize_with is not None and "lyrics.txt" in sample:
-            tokens = _retokenize(sample["lyrics.txt"].decode("utf-8"), spec)
+            tokenizer = saved_tokenizer(spec.retokenize_with)
+            tokens = token_ids(tokenizer, sample["lyrics.txt"].decode("utf-8"), spec.max_tokens)
         elif "tokens.npy" in sample:
             tokens = np.load(io.BytesIO(sample["tokens.npy"]), allow_pickle=False)
         out["tokens"] = tokens[: spec.max_tokens].astype(np.int64)

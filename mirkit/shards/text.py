@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,15 @@ def load_tokenizer(spec: str):
         return AutoTokenizer.from_pretrained(spec, local_files_only=True)
     except (OSError, ValueError) as err:
         raise TokenizerUnavailable(_fix_message(spec)) from err
+
+
+@cache
+def saved_tokenizer(directory: str):
+    """A tokenizer saved in Hugging Face format, loaded once per process (workers call
+    this for every sample)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(directory, local_files_only=True)
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):

@@ -21,7 +21,7 @@ import webdataset as wds
 from mirkit.ffmpeg import AudioDecodeError
 from mirkit.shards.inputs import Problem
 from mirkit.shards.media import ContentConfig, ContentError, audio_clip, cover_jpeg, log_mel
-from mirkit.shards.text import token_ids
+from mirkit.shards.text import saved_tokenizer, token_ids
 
 KEY_DIGITS = 9
 TAR_MTIME = 0.0  # fixed tar member times: same inputs, same bytes
@@ -74,19 +74,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-_tokenizers: dict[Path, object] = {}
-
-
-def _tokenizer(directory: Path):
-    if directory not in _tokenizers:
-        from transformers import AutoTokenizer
-
-        _tokenizers[directory] = AutoTokenizer.from_pretrained(
-            str(directory), local_files_only=True
-        )
-    return _tokenizers[directory]
-
-
 def _encode_item(item: ItemSource, task: ShardTask) -> tuple[dict, dict, list[Problem]]:
     """The webdataset sample of one item, its modality flags, and what failed."""
     config = task.config
@@ -113,7 +100,9 @@ def _encode_item(item: ItemSource, task: ShardTask) -> tuple[dict, dict, list[Pr
         if item.lyrics.strip():
             sample["lyrics.txt"] = item.lyrics
             if task.tokenizer_dir is not None:
-                ids = token_ids(_tokenizer(task.tokenizer_dir), item.lyrics, config.max_tokens)
+                ids = token_ids(
+                    saved_tokenizer(str(task.tokenizer_dir)), item.lyrics, config.max_tokens
+                )
                 sample["tokens.npy"] = npy_bytes(ids)
         else:
             failed("lyrics", "lyrics empty or whitespace only")
