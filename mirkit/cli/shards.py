@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import click
 
 from mirkit import log
+from mirkit.cli.errors import reported
 from mirkit.shards.build import BuildConflict, BuildInputs, BuildOptions, build_shards
 from mirkit.shards.inputs import PLAY_FORMATS, InputError, PlayColumns, TrackColumns
 from mirkit.shards.manifest import ShardsError, finalize
@@ -20,17 +20,7 @@ FOLDER = click.Path(file_okay=False, path_type=Path)
 defaults = ContentConfig()
 
 
-def user_errors(command):
-    """Known input problems end the command with their message, not a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except (InputError, BuildConflict, TokenizerUnavailable, ShardsError) as err:
-            raise click.ClickException(str(err)) from err
-
-    return wrapper
+user_errors = reported(InputError, BuildConflict, TokenizerUnavailable, ShardsError)
 
 
 def parse_part(_ctx, _param, value: str) -> tuple[int, int]:

@@ -4,11 +4,14 @@ TOML config and the run's config.json always agree."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import click
 
 from mirkit import log
+from mirkit.cli.errors import reported
+from mirkit.models.resnet import MissingWeights
+from mirkit.shards.manifest import ShardsError
+from mirkit_train.train import TrainingError
 
 HELP = {
     "shards": "The shards directory (mirkit shards build).",
@@ -84,24 +87,9 @@ def _options(command):
     return command
 
 
-def _train_errors(command):
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from mirkit.models.resnet import MissingWeights
-        from mirkit.shards.manifest import ShardsError
-        from mirkit_train.train import TrainingError
-
-        try:
-            return command(*args, **kwargs)
-        except (TrainingError, ShardsError, MissingWeights, ValueError) as err:
-            raise click.ClickException(str(err)) from err
-
-    return wrapper
-
-
 @click.command()
 @_options
-@_train_errors
+@reported(TrainingError, ShardsError, MissingWeights, ValueError)
 def train(**options) -> None:
     """Train a two-tower recommender on a shards directory."""
     from mirkit_train.config import TrainConfig
