@@ -18,16 +18,22 @@ from rich.progress import (
 from rich.table import Table
 
 console = Console(stderr=True)
-_state = {"quiet": False}
+_state = {"quiet": False, "verbosity": 0}
 
 
 def configure(verbosity: int) -> None:
     """verbosity: -1 quiet (warnings only, no progress bars), 0 normal, >=1 debug."""
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
     _state["quiet"] = verbosity < 0
+    _state["verbosity"] = verbosity
     handler = RichHandler(console=console, show_path=False, show_time=False)
     handler.setLevel(level)  # stays quiet even when a run's log file lowers the root level
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+
+
+def verbosity() -> int:
+    """What `configure` was last given (so launched processes can repeat it)."""
+    return _state["verbosity"]
 
 
 def progress() -> Progress:

@@ -1,4 +1,7 @@
-"""Validation by full ranking over the catalogue, beside the most-popular baseline."""
+"""Validation by full ranking over the catalogue, beside the most-popular baseline.
+
+With several ranks each embeds 1/W of the catalogue and ranks 1/W of the targets; the
+pieces are gathered so that every rank holds the same table and the same report."""
 
 from __future__ import annotations
 
@@ -8,9 +11,10 @@ import torch
 from mirkit.baselines import popularity
 from mirkit.data.content import InputSpec, catalogue_batches
 from mirkit.data.plays import Split
-from mirkit.metrics import rank_in_blocks, ranking_report, target_ranks
+from mirkit.metrics import rank_in_blocks, ranking_report
 from mirkit.models.item_tower import ItemBatch
 from mirkit.models.two_tower import TwoTower
+from mirkit_train.distributed import ONE_PROCESS, World, all_gather_objects, all_reduce_sum
 
 
 @torch.no_grad()
@@ -22,24 +26,25 @@ def embed_catalogue(
     device: torch.device,
     batch_size: int = 64,
     tabular: np.ndarray | None = None,
+    world: World = ONE_PROCESS,
 ) -> torch.Tensor:
     """[n_items + 1, dim] item embeddings (row 0, padding, is zero). Content models stream
     every shard once (centre crops); id-only models need no content."""
     model.eval()
     table = torch.zeros(n_items + 1, model.config.dim, device=device)
     if spec.mel_frames is None and spec.max_tokens is None and spec.cover_size is None:
-        ids = torch.arange(1, n_items + 1, device=device)
-        for start in range(0, n_items, 4096):
+        ids = torch.arange(1, n_items + 1, device=device)[world.rank :: world.size]
+        for start in range(0, len(ids), 4096):
             chunk = ids[start : start + 4096]
             batch = ItemBatch(item_ids=chunk)
             if tabular is not None:
                 batch.tabular = torch.from_numpy(tabular[chunk.cpu().numpy()]).to(device)
             table[chunk] = model.items(batch).float()
-        return table
-    for batch in catalogue_batches(urls, spec, batch_size, tabular):
+        return all_reduce_sum(world, table)
+    for batch in catalogue_batches(urls[world.rank :: world.size], spec, batch_size, tabular):
         batch = batch.to(device)
         table[batch.item_ids] = model.items(batch).float()
-    return table
+    return all_reduce_sum(world, table)
 
 
 @torch.no_grad()
@@ -77,36 +82,50 @@ def evaluate(
     n_items: int,
     max_len: int,
     exclude_seen: bool = False,
+    world: World = ONE_PROCESS,
 ) -> dict[str, dict]:
     """Full-ranking metrics of the model and of most-popular on `rows`."""
     device = items.device
+    all_targets = np.asarray(split.plays.items)[rows].astype(np.int64)
+    all_rows, rows = rows, rows[world.rank :: world.size]
     targets = np.asarray(split.plays.items)[rows].astype(np.int64)
     users = user_embeddings(model, split, rows, max_len, device)
     exclude = None
     if exclude_seen:
-        starts = np.asarray(split.plays.indptr)[
-            np.searchsorted(split.plays.indptr, rows, side="right") - 1
-        ]
-        exclude = [
-            torch.from_numpy(np.unique(np.asarray(split.plays.items[s:r])).astype(np.int64)).to(
-                device
-            )
-            for s, r in zip(starts, rows, strict=True)
-        ]
+        exclude = [torch.from_numpy(history_items(split, int(r))).to(device) for r in rows]
     ranks = rank_in_blocks(users, items, torch.from_numpy(targets).to(device), exclude)
+    ranks = np.concatenate(all_gather_objects(world, ranks.cpu().numpy()))
     pop = popularity(np.asarray(split.plays.items)[split.train_rows], n_items)
-    if exclude is not None:
-        pop_scores = np.tile(pop, (len(rows), 1))
-        for r, ids in enumerate(exclude):
-            ids = ids.cpu().numpy()
-            pop_scores[r, ids[ids != targets[r]]] = -np.inf
-        pop_ranks = target_ranks(pop_scores, targets)
-    else:  # no exclusions: one ranking serves every row (popularity has no ties)
-        order = np.argsort(-pop, kind="stable")
-        position = np.empty_like(order)
-        position[order] = np.arange(1, len(order) + 1)
-        pop_ranks = position[targets]
+    excluded = None
+    if exclude_seen:
+        excluded = [history_items(split, int(r)) for r in all_rows]
     return {
-        "model": ranking_report(ranks.cpu().numpy(), ks=(10, 20, 50)),
-        "most-popular": ranking_report(pop_ranks, ks=(10, 20, 50)),
+        "model": ranking_report(ranks, ks=(10, 20, 50)),
+        "most-popular": ranking_report(
+            popularity_ranks(pop, all_targets, excluded), ks=(10, 20, 50)
+        ),
     }
+
+
+def history_items(split: Split, row: int) -> np.ndarray:
+    """The distinct items the user played before play `row` (all of them, not max_len)."""
+    indptr = np.asarray(split.plays.indptr)
+    start = int(indptr[np.searchsorted(indptr, row, side="right") - 1])
+    return np.unique(np.asarray(split.plays.items[start:row])).astype(np.int64)
+
+
+def popularity_ranks(
+    pop: np.ndarray, targets: np.ndarray, exclude: list[np.ndarray] | None = None
+) -> np.ndarray:
+    """1-based ranks of `targets` when every user gets the same ranking by `pop` (ties
+    broken by item id, so there are none); excluded items other than the target drop out
+    of the ranking ahead of it."""
+    order = np.argsort(-pop, kind="stable")
+    position = np.empty_like(order)
+    position[order] = np.arange(1, len(order) + 1)
+    ranks = position[targets]
+    if exclude is not None:
+        for r, ids in enumerate(exclude):
+            ahead = position[ids[ids != targets[r]]] < ranks[r]
+            ranks[r] -= int(ahead.sum())
+    return ranks

@@ -2,8 +2,12 @@
 stream item shards and pair each item with user contexts sampled in memory.
 
 - Every DataLoader worker draws shards at random (with replacement) from *all* shards,
-  seeded by (seed, epoch, rank, worker), so every item is emitted at the same rate
-  whatever the number of ranks and workers, and the stream never runs dry.
+  seeded by (seed, epoch, rank, worker, first step), so every item is emitted at the same
+  rate whatever the number of ranks and workers, the stream never runs dry (uneven
+  shards cannot make one rank finish early) and an epoch resumed at step s draws fresh
+  batches for its remaining steps. A split of the shards by rank and worker would tie
+  each reader's emission rates to its own shards' sizes and end readers at different
+  times; the step count per epoch is fixed from the index instead.
 - Item i is emitted e_i = min(cap, n_i / K) times per pass on average (n_i: its training
   targets; stochastic rounding), so the objective follows the play distribution while one
   hit cannot flood a batch. Its emission probability is q_i = e_i / sum(e): `log_q` is
@@ -58,6 +62,7 @@ class ItemMajorStream(IterableDataset):
         epoch: int,
         rank: int = 0,
         tabular: np.ndarray | None = None,
+        first_step: int = 0,
     ):
         super().__init__()
         self.urls, self.split, self.spec = urls, split, spec
@@ -69,7 +74,7 @@ class ItemMajorStream(IterableDataset):
             epoch,
             rank,
         )
-        self.tabular = tabular
+        self.tabular, self.first_step = tabular, first_step
         self.rates = emission_rates(split, n_items, k, cap)
         self.log_q = np.log(np.maximum(self.rates, 1e-12) / self.rates.sum())
         self.offsets, self.rows = item_target_rows(split, n_items)
@@ -92,7 +97,7 @@ class ItemMajorStream(IterableDataset):
     def __iter__(self) -> Iterator[ItemMajorBatch]:
         info = get_worker_info()
         worker = info.id if info is not None else 0
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, self.first_step])
         buffer: list[tuple[dict, np.ndarray]] = []
         for emission in self._emissions(rng):
             buffer.append(emission)

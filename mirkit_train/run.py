@@ -6,6 +6,7 @@ runs/NAME/train.log        the log
 runs/NAME/checkpoints/     last.pt, best.pt (atomic writes, weights_only loads)
 runs/NAME/model/           the best model (model.json + model.pt) for index/recommend
 runs/NAME/curves.png       training curves
+runs/NAME/failures/        rank-R.json: the error of each rank that failed (multi-rank runs)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import os
 import platform
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
@@ -109,6 +111,22 @@ class RunDir:
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def record_failure(self, rank: int, error: BaseException) -> None:
+        """Written by a failing rank before it exits, so the launcher can name the root
+        cause rather than the other ranks' "connection closed by peer"."""
+        (self.path / "failures").mkdir(exist_ok=True)
+        record = {"rank": rank, "time": time.time(), "error": f"{type(error).__name__}: {error}"}
+        _atomic_write(self.path / "failures" / f"rank-{rank}.json", json.dumps(record).encode())
+
+    def failures(self) -> list[dict]:
+        """Recorded rank failures, earliest first."""
+        files = sorted((self.path / "failures").glob("rank-*.json"))
+        return sorted((json.loads(f.read_text()) for f in files), key=lambda r: r["time"])
+
+    def clear_failures(self) -> None:
+        for f in (self.path / "failures").glob("rank-*.json"):
+            f.unlink()
 
     def checkpoint_path(self, name: str) -> Path:
         return self.path / CHECKPOINTS / f"{name}.pt"

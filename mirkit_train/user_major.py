@@ -31,15 +31,17 @@ def windows(split: Split, max_len: int) -> np.ndarray:
 def window_batch(
     split: Split, spans: np.ndarray, max_len: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs [B, max_len], targets [B, max_len]), left-padded with 0: position p's
-    target is the play after input p."""
+    """(inputs [B, W], targets [B, W]), left-padded with 0, W = the longest window in the
+    batch (at most max_len; short-history datasets then cost a fraction of max_len):
+    position p's target is the play after input p."""
     items = np.asarray(split.plays.items)
-    inputs = np.zeros((len(spans), max_len), dtype=np.int64)
-    targets = np.zeros((len(spans), max_len), dtype=np.int64)
+    width = min(max_len, int((spans[:, 1] - spans[:, 0]).max()) - 1) if len(spans) else 1
+    inputs = np.zeros((len(spans), width), dtype=np.int64)
+    targets = np.zeros((len(spans), width), dtype=np.int64)
     for r, (start, end) in enumerate(spans):
         seq = items[start:end]
-        inputs[r, max_len - (len(seq) - 1) :] = seq[:-1]
-        targets[r, max_len - (len(seq) - 1) :] = seq[1:]
+        inputs[r, width - (len(seq) - 1) :] = seq[:-1]
+        targets[r, width - (len(seq) - 1) :] = seq[1:]
     return torch.from_numpy(inputs), torch.from_numpy(targets)
 
 
@@ -48,11 +50,17 @@ class UserMajorBatches:
         self.split, self.max_len, self.batch_size, self.seed = split, max_len, batch_size, seed
         self.spans = windows(split, max_len)
 
-    def steps_per_epoch(self) -> int:
-        return max(1, len(self.spans) // self.batch_size)
+    def steps_per_epoch(self, world: int = 1) -> int:
+        """Batches per rank: every rank runs the same number of steps."""
+        return max(1, len(self.spans) // (self.batch_size * world))
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(
+        self, epoch: int, start: int = 0, rank: int = 0, world: int = 1
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's batches of the epoch from step `start` on (a resumed epoch skips
+        the steps already done): rank r takes batches r, r + world, ..."""
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.spans))
-        for step in range(self.steps_per_epoch()):
-            chosen = self.spans[order[step * self.batch_size : (step + 1) * self.batch_size]]
+        for step in range(start, self.steps_per_epoch(world)):
+            first = (step * world + rank) * self.batch_size
+            chosen = self.spans[order[first : first + self.batch_size]]
             yield window_batch(self.split, chosen, self.max_len)

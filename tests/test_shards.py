@@ -28,6 +28,8 @@ from mirkit.synth.corpus import PLAYS_FILE
 
 
 def digests(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every file a build wrote (not the play-array cache a training run adds)."""
+    skip = (*skip, ".cache")
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))

@@ -11,6 +11,7 @@ from mirkit import log
 from mirkit.cli.errors import reported
 from mirkit.models.resnet import MissingWeights
 from mirkit.shards.manifest import ShardsError
+from mirkit_train.distributed import RankFailed
 from mirkit_train.train import TrainingError
 
 HELP = {
@@ -89,13 +90,24 @@ def _options(command):
 
 @click.command()
 @_options
-@reported(TrainingError, ShardsError, MissingWeights, ValueError)
-def train(**options) -> None:
-    """Train a two-tower recommender on a shards directory."""
+@click.option(
+    "--nproc-per-node",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Start this many local ranks (DDP: NCCL on GPUs, gloo on CPUs). Under your own "
+    "torchrun, leave it at 1.",
+)
+@reported(TrainingError, RankFailed, ShardsError, MissingWeights, ValueError)
+def train(nproc_per_node: int, **options) -> None:
+    """Train a two-tower recommender on a shards directory.
+
+    SIGTERM or Ctrl-C saves checkpoints/last.pt at the current step and exits; --resume
+    continues from there."""
     from mirkit_train.config import TrainConfig
     from mirkit_train.train import train as run_training
 
     for key in ("modalities", "shard_urls"):
         options[key] = tuple(x for x in options[key].split(",") if x)
-    summary = run_training(TrainConfig(**options))
+    summary = run_training(TrainConfig(**options), nproc_per_node, log.verbosity())
     log.summary(f"training run {summary['run']}", summary.items())

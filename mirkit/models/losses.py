@@ -103,9 +103,8 @@ def full_softmax_loss(
 ) -> torch.Tensor:
     """Cross-entropy over the whole catalogue: hidden [N, D], item_table [n_items + 1, D]
     (row 0 = padding, never a candidate), targets [N] in 1..n_items."""
-    logits = (hidden.float() @ item_table.float().T) * scale.float()
-    logits[:, 0] = float("-inf")
-    return F.cross_entropy(logits, targets)
+    logits = (hidden.float() * scale.float()) @ item_table[1:].float().T
+    return F.cross_entropy(logits, targets - 1)
 
 
 def sampled_softmax_loss(

@@ -68,5 +68,8 @@ class SASRec(nn.Module):
         return blocked.repeat_interleave(heads, dim=0)
 
     def forward(self, history: torch.Tensor, profile: torch.Tensor | None = None) -> torch.Tensor:
-        """The user embedding [B, dim]: the output after the most recent play."""
-        return self.sequence(history, profile)[:, -1]
+        """The user embedding [B, dim]: the output after the most recent play. Columns
+        that are padding in every row are dropped first (same result, less work)."""
+        used = (history != 0).any(dim=0).nonzero()
+        first = int(used[0]) if len(used) else history.shape[1] - 1
+        return self.sequence(history[:, first:], profile)[:, -1]

@@ -1,0 +1,104 @@
+"""What a batch costs: the loss of each data path, as one module DDP can wrap.
+
+DDP synchronises gradients only for computation that runs through the wrapped module's
+forward, so the whole step - user tower, item tower, loss - lives in `TrainingStep`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from mirkit.models.item_tower import ItemBatch
+from mirkit.models.losses import (
+    full_softmax_loss,
+    gathered_info_nce,
+    info_nce,
+    sampled_softmax_loss,
+)
+from mirkit.models.two_tower import TwoTower
+from mirkit_train.config import TrainConfig
+from mirkit_train.item_major import ItemMajorBatch
+
+
+def items_by_id(model: TwoTower, ids: torch.Tensor, tabular: np.ndarray | None) -> torch.Tensor:
+    batch = ItemBatch(item_ids=ids)
+    if tabular is not None:
+        batch.tabular = torch.from_numpy(tabular[ids.cpu().numpy()]).to(ids.device)
+    return model.items(batch)
+
+
+def user_major_loss(
+    model: TwoTower,
+    batch,
+    loss: str,
+    n_items: int,
+    log_pop: torch.Tensor,
+    cfg: TrainConfig,
+    tabular: np.ndarray | None,
+) -> tuple[torch.Tensor, int]:
+    inputs, targets = (t.to(log_pop.device) for t in batch)
+    hidden = model.user_tower.sequence(inputs)
+    mask = targets > 0
+    h, t = hidden[mask], targets[mask]
+    scale = model.temperature()
+    if loss == "in-batch":
+        columns = torch.unique(t)
+        labels = torch.searchsorted(columns, t)
+        value = info_nce(
+            h,
+            items_by_id(model, columns, tabular),
+            labels,
+            t,
+            columns,
+            scale,
+            log_pop[columns] if cfg.logq else None,
+        )
+        return value, len(t)
+    table = items_by_id(model, torch.arange(n_items + 1, device=t.device), tabular)
+    if loss == "full-softmax":
+        return full_softmax_loss(h, table, t, scale), len(t)
+    negatives = torch.randint(1, n_items + 1, (cfg.sampled_negatives,), device=t.device)
+    uniform = torch.full((n_items + 1,), -math.log(n_items), device=t.device)
+    return sampled_softmax_loss(h, table, t, negatives, scale, uniform), len(t)
+
+
+def item_major_loss(
+    model: TwoTower, batch: ItemMajorBatch, cfg: TrainConfig, device: torch.device
+) -> tuple[torch.Tensor, int]:
+    m, k, length = batch.histories.shape
+    users = model.users(batch.histories.view(m * k, length).to(device))
+    items = model.items(batch.items.to(device))
+    ids = batch.items.item_ids.to(device)
+    labels = torch.arange(m, device=device).repeat_interleave(k)
+    log_q = batch.log_q.to(device).float() if cfg.logq else None
+    return gathered_info_nce(
+        users, items, labels, ids[labels], ids, model.temperature(), log_q
+    ), m * k
+
+
+class TrainingStep(nn.Module):
+    """forward(batch) -> (loss, training pairs in the batch) for one data path."""
+
+    def __init__(
+        self,
+        model: TwoTower,
+        path: str,
+        loss: str,
+        log_pop: torch.Tensor,
+        cfg: TrainConfig,
+        tabular: np.ndarray | None,
+    ):
+        super().__init__()
+        self.model, self.path, self.loss, self.cfg, self.tabular = model, path, loss, cfg, tabular
+        self.register_buffer("log_pop", log_pop, persistent=False)
+
+    def forward(self, batch) -> tuple[torch.Tensor, int]:
+        if self.path == "item-major":
+            return item_major_loss(self.model, batch, self.cfg, self.log_pop.device)
+        return user_major_loss(
+            self.model, batch, self.loss, self.model.n_items, self.log_pop, self.cfg, self.tabular
+        )
