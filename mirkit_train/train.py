@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -82,6 +84,9 @@ def _launched_rank(arguments: tuple[dict, int]) -> dict:
 
 def _rank(cfg: TrainConfig) -> dict:
     world, device = join(cfg.device)
+    if world.distributed and "OMP_NUM_THREADS" not in os.environ:
+        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_ranks))  # no oversubscription
     if not world.main:
         log.configure(-1)  # one progress bar and one log: rank 0's
     try:
@@ -132,10 +137,14 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
     log_pop = torch.from_numpy(np.log((counts + 1) / (counts + 1).sum())).float().to(device)
     step_loss = TrainingStep(model, path, loss_name, log_pop, cfg, tabular)
     if world.distributed:
+        # 1x1 convolutions' weight gradients have size-1 dimensions whose strides differ
+        # from the bucket's; the layouts are the same memory order, the warning is noise
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
         step_loss = DistributedDataParallel(
             step_loss,
             device_ids=[device] if device.type == "cuda" else None,
             broadcast_buffers=False,  # buffers are built identically on every rank
+            gradient_as_bucket_view=True,
         )
     torch.manual_seed(int(np.random.SeedSequence([cfg.seed, world.rank]).generate_state(1)[0]))
 

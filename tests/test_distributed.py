@@ -127,3 +127,35 @@ def test_a_failing_rank_ends_the_job(tiny_shards, tmp_path):
             nproc_per_node=2,
         )
     assert time.monotonic() - started < 90
+
+
+def test_the_same_command_runs_under_torchrun(tiny_shards, tmp_path):
+    run = tmp_path / "torchrun"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "--",  # torchrun's parser would take --run for an abbreviation of its --run-path
+        "mirkit",
+        "train",
+        "--shards",
+        str(tiny_shards),
+        "--run",
+        str(run),
+        "--modalities",
+        "id",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((run / "config.json").read_text())
+    assert record["world_size"] == 2
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["rank_steps"] == [record["steps_per_epoch"]] * 2
