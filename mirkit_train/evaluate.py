@@ -9,15 +9,14 @@ import numpy as np
 import torch
 
 from mirkit.baselines import popularity
-from mirkit.data.content import InputSpec, catalogue_batches
+from mirkit.data.content import InputSpec
 from mirkit.data.plays import Split
+from mirkit.index import embed_catalogue as embed_items
 from mirkit.metrics import rank_in_blocks, ranking_report
-from mirkit.models.item_tower import ItemBatch
 from mirkit.models.two_tower import TwoTower
 from mirkit_train.distributed import ONE_PROCESS, World, all_gather_objects, all_reduce_sum
 
 
-@torch.no_grad()
 def embed_catalogue(
     model: TwoTower,
     n_items: int,
@@ -28,22 +27,10 @@ def embed_catalogue(
     tabular: np.ndarray | None = None,
     world: World = ONE_PROCESS,
 ) -> torch.Tensor:
-    """[n_items + 1, dim] item embeddings (row 0, padding, is zero). Content models stream
-    every shard once (centre crops); id-only models need no content."""
-    model.eval()
-    table = torch.zeros(n_items + 1, model.config.dim, device=device)
-    if spec.mel_frames is None and spec.max_tokens is None and spec.cover_size is None:
-        ids = torch.arange(1, n_items + 1, device=device)[world.rank :: world.size]
-        for start in range(0, len(ids), 4096):
-            chunk = ids[start : start + 4096]
-            batch = ItemBatch(item_ids=chunk)
-            if tabular is not None:
-                batch.tabular = torch.from_numpy(tabular[chunk.cpu().numpy()]).to(device)
-            table[chunk] = model.items(batch).float()
-        return all_reduce_sum(world, table)
-    for batch in catalogue_batches(urls[world.rank :: world.size], spec, batch_size, tabular):
-        batch = batch.to(device)
-        table[batch.item_ids] = model.items(batch).float()
+    """The library's catalogue embedding, each rank embedding its share."""
+    table = embed_items(
+        model, n_items, urls, spec, device, batch_size, tabular, (world.rank, world.size)
+    )
     return all_reduce_sum(world, table)
 
 

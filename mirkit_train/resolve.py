@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from mirkit.data.content import InputSpec, tabular_features
+from mirkit.data.content import InputSpec, tabular_columns, tabular_features
 from mirkit.models.config import PRESETS, ModelConfig
 from mirkit_train.config import TrainConfig
 
@@ -65,7 +65,7 @@ def resolve_model(
             )
     tabular = None
     if "tabular" in used:
-        columns = [c for c, t in catalog.schema.items() if t == pl.Float32]
+        columns = tabular_columns(catalog)
         if not columns:
             raise TrainingError(
                 f"{shards}/catalog.parquet has no numeric track features; "

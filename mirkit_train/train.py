@@ -19,6 +19,7 @@ import random
 import time
 import warnings
 from contextlib import nullcontext
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 
 from mirkit import log
-from mirkit.data.content import local_shard_urls
+from mirkit.data.content import local_shard_urls, tabular_columns
 from mirkit.data.plays import SplitConfig, load_plays, make_split
 from mirkit.models.two_tower import TwoTower
 from mirkit.shards.manifest import load_manifest
@@ -180,6 +181,8 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
         "vocab_size": vocab_size,
         "path": path,
         "loss": loss_name,
+        "input_spec": asdict(spec),
+        "tabular_columns": tabular_columns(catalog) if tabular is not None else None,
         "world_size": world.size,
         "steps_per_epoch": steps,
         "shards_fingerprints": manifest["fingerprints"],

@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from mirkit import __version__, log
+from mirkit.cli.index import index
+from mirkit.cli.recommend import recommend, similar
 from mirkit.cli.shards import shards
 from mirkit.cli.synth import synth
 from mirkit.cli.train import train
@@ -39,3 +41,6 @@ def main(ctx: click.Context, config_path: Path | None, verbose: int, quiet: bool
 main.add_command(synth)
 main.add_command(shards)
 main.add_command(train)
+main.add_command(index)
+main.add_command(recommend)
+main.add_command(similar)

@@ -144,6 +144,13 @@ def local_shard_urls(shards_dir: Path, manifest: dict) -> list[str]:
     return urls
 
 
+def tabular_columns(catalog) -> list[str]:
+    """The catalogue's numeric track features (float columns), in table order."""
+    import polars as pl
+
+    return [c for c, t in catalog.schema.items() if t == pl.Float32]
+
+
 def tabular_features(catalog, columns: list[str]) -> np.ndarray:
     """[n_items + 1, F] float32 standardised numeric features (row 0 = padding, NaN = 0)."""
     values = np.stack([catalog[c].cast(float).fill_null(np.nan).to_numpy() for c in columns], 1)

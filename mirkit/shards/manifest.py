@@ -45,6 +45,15 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def id_map_fingerprint(catalog: pl.DataFrame) -> str:
+    """Who is who: the (item id, track key) pairs. Ids are append-only, so the catalogue
+    rows up to a model's n_items reproduce the fingerprint it was trained with."""
+    pairs = "\n".join(
+        f"{i}\t{k}" for i, k in zip(catalog["item_id"], catalog["track_key"], strict=True)
+    )
+    return _sha256(pairs.encode("utf-8"))
+
+
 def fingerprints(
     catalog: pl.DataFrame,
     interactions: pl.DataFrame,
@@ -54,9 +63,6 @@ def fingerprints(
 ) -> dict[str, str]:
     """Separate fingerprints: who is who (id map), how content was made (config and
     vocabulary), the item shards' bytes, and the plays."""
-    id_map = "\n".join(
-        f"{i}\t{k}" for i, k in zip(catalog["item_id"], catalog["track_key"], strict=True)
-    )
     content = {
         "content_config": content_config,
         "vocab_sha256": tokenizer["vocab_sha256"] if tokenizer else None,
@@ -66,7 +72,7 @@ def fingerprints(
         for c, dtype in (("user_idx", "<i4"), ("item_id", "<i4"), ("timestamp", "<i8"))
     )
     return {
-        "id_map": _sha256(id_map.encode("utf-8")),
+        "id_map": id_map_fingerprint(catalog),
         "content_config": _sha256(json.dumps(content, sort_keys=True).encode("utf-8")),
         "item_shards": _sha256("\n".join(f"{s['name']}:{s['sha256']}" for s in shards).encode()),
         "interactions": _sha256(plays),

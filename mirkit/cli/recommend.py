@@ -1,0 +1,222 @@
+"""`mirkit recommend` and `mirkit similar`: what to play next, from a run and its index."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from mirkit import log
+from mirkit.cli.errors import reported
+from mirkit.index import IndexMismatch
+from mirkit.runs import RunError
+from mirkit.shards.manifest import ShardsError
+
+ERRORS = (RunError, IndexMismatch, ShardsError, LookupError)
+stdout = Console()
+
+
+def _run_options(command):
+    command = click.option(
+        "--backend",
+        type=click.Choice(["exact", "faiss"]),
+        default="exact",
+        show_default=True,
+        help="Exact top-K, or FAISS (approximate; for very large catalogues).",
+    )(command)
+    command = click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)(
+        command
+    )
+    command = click.option(
+        "--shards",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Default: the shards the run was trained on.",
+    )(command)
+    return click.option(
+        "--run",
+        "run_path",
+        type=click.Path(file_okay=False, path_type=Path),
+        required=True,
+        help="A trained and indexed run (mirkit train, mirkit index).",
+    )(command)
+
+
+def _recommender(run_path: Path, shards: Path | None, backend: str):
+    from mirkit.recommend import Recommender
+
+    return Recommender(run_path, shards, backend)
+
+
+def _table(title: str, rows: list[dict], columns: list[str]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+    for row in rows:
+        table.add_row(*(_cell(row[c]) for c in columns))
+    return table
+
+
+def _cell(value) -> str:
+    if isinstance(value, bool):
+        return "played" if value else ""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+@click.command()
+@click.argument("user_id", required=False)
+@_run_options
+@click.option("--exclude-seen", is_flag=True, help="Never recommend what the user played.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
+@click.option(
+    "--history",
+    default=None,
+    help="An ad-hoc listener: comma-separated track ids or 'Artist - Title' (oldest first) "
+    "instead of USER_ID.",
+)
+@click.option("--explain", is_flag=True, help="Add each item's attention mass per modality.")
+@click.option(
+    "--users",
+    "users_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Batch mode: a text file of user ids, one per line (needs --out).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Batch mode: Parquet file to write (user_id, rank, item_id, artist, title, score).",
+)
+@click.option("--list-users", is_flag=True, help="Print the known user ids and exit.")
+@reported(*ERRORS)
+def recommend(
+    user_id: str | None,
+    run_path: Path,
+    shards: Path | None,
+    k: int,
+    backend: str,
+    exclude_seen: bool,
+    as_json: bool,
+    history: str | None,
+    explain: bool,
+    users_file: Path | None,
+    out: Path | None,
+    list_users: bool,
+) -> None:
+    """Recommend the next tracks for USER_ID (or an ad-hoc --history, or --users FILE)."""
+    started = time.perf_counter()
+    rec = _recommender(run_path, shards, backend)
+    if list_users:
+        click.echo("\n".join(sorted(rec.user_rows)))
+        return
+    if users_file is not None:
+        _batch(rec, users_file, out, k, exclude_seen, started)
+        return
+    if (user_id is None) == (history is None):
+        raise click.UsageError("give a USER_ID or --history (or --users FILE --out F)")
+    if history is not None:
+        items, unknown = [], []
+        for text in history.split(","):
+            try:
+                items.append(rec.track(text))
+            except LookupError:
+                unknown.append(text)
+                items.append(rec.index.n_items + 1)  # out of vocabulary
+        plays = __import__("numpy").asarray(items, dtype="int64")
+        who = "the given history"
+    else:
+        plays, unknown, who = rec.history(user_id), [], user_id
+    recommendations = rec.recommend([plays], k, exclude_seen)[0]
+    rows = [r.as_dict() for r in recommendations]
+    if explain:
+        masses = rec.explain([r["item_id"] for r in rows])
+        for row in rows:
+            row["attention"] = masses.get(row["item_id"], {})
+    recent = rec.describe(plays[-10:][::-1])
+    seconds = time.perf_counter() - started
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"user": who, "recent": recent, "recommendations": rows, "unknown": unknown},
+                indent=1,
+            )
+        )
+        return
+    stdout.print(_table(f"Recent plays of {who} (newest first)", recent, ["artist", "title"]))
+    columns = ["rank", "artist", "title", "score", "played"]
+    if explain:
+        for row in rows:
+            row["attention"] = ", ".join(f"{m} {v:.2f}" for m, v in row["attention"].items())
+        columns.append("attention")
+    stdout.print(_table(f"Top {k} for {who}", rows, columns))
+    log.summary(
+        "recommend",
+        [
+            ("run", run_path),
+            ("history length", len(plays)),
+            ("unknown tracks (treated as new)", len(unknown)),
+            ("already played in the top-K", sum(r["played"] for r in rows)),
+            ("seconds (load + answer)", round(seconds, 2)),
+        ],
+    )
+
+
+def _batch(rec, users_file: Path, out: Path | None, k: int, exclude_seen: bool, started):
+    import polars as pl
+
+    if out is None:
+        raise click.UsageError("--users needs --out FILE.parquet")
+    users = [u.strip() for u in users_file.read_text().splitlines() if u.strip()]
+    histories = [rec.history(u) for u in users]
+    rows = []
+    for user, recs in zip(users, rec.recommend(histories, k, exclude_seen), strict=True):
+        rows += [{"user_id": user, **r.as_dict()} for r in recs]
+    pl.DataFrame(rows).write_parquet(out)
+    log.summary(
+        "recommend (batch)",
+        [
+            ("users", len(users)),
+            ("rows", len(rows)),
+            ("written", out),
+            ("seconds", round(time.perf_counter() - started, 2)),
+        ],
+    )
+
+
+@click.command()
+@click.argument("track", required=False)
+@_run_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
+@click.option("--list-tracks", is_flag=True, help="Print the known tracks and exit.")
+@reported(*ERRORS)
+def similar(
+    track: str | None,
+    run_path: Path,
+    shards: Path | None,
+    k: int,
+    backend: str,
+    as_json: bool,
+    list_tracks: bool,
+) -> None:
+    """Tracks whose embeddings are nearest to TRACK (a track id or 'Artist - Title')."""
+    rec = _recommender(run_path, shards, backend)
+    if list_tracks:
+        for row in rec.catalog.select("track_id", "artist", "title").iter_rows():
+            click.echo("\t".join(str(v) for v in row))
+        return
+    if track is None:
+        raise click.UsageError("give a TRACK (a track id or 'Artist - Title')")
+    item = rec.track(track)
+    rows = [r.as_dict() for r in rec.similar(item, k)]
+    if as_json:
+        click.echo(json.dumps({"track": rec.describe([item])[0], "similar": rows}, indent=1))
+        return
+    name = f"{rec.artists[item]} - {rec.titles[item]}"
+    stdout.print(_table(f"Nearest to {name}", rows, ["rank", "artist", "title", "score"]))

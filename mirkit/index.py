@@ -1,0 +1,304 @@
+"""The catalogue index: every item's embedding from a trained model, and top-K search.
+
+`runs/NAME/index.h5` (HDF5, h5py): `embeddings` [n_items + 1, dim] float32 (row = item
+id; row 0, padding, and items the model cannot embed are zero) and, as attributes, the
+fingerprints of the model and of the shards that produced it. Search is exact by blocked
+matrix products, or approximate through FAISS (IVF, inner product) for catalogues where
+exact search is too slow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mirkit import log
+from mirkit.data.content import InputSpec, catalogue_batches, local_shard_urls
+from mirkit.models.item_tower import ItemBatch
+from mirkit.models.two_tower import WEIGHTS_FILE, TwoTower
+from mirkit.runs import TrainedRun
+
+INDEX_FILE = "index.h5"
+FORMAT_VERSION = 1
+
+
+class IndexMismatch(ValueError):
+    """An index, a model and a shards directory that do not belong together."""
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """sha256 of the saved weights: which model an index was built with."""
+    digest = hashlib.sha256()
+    with open(model_dir / WEIGHTS_FILE, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@torch.no_grad()
+def embed_catalogue(
+    model: TwoTower,
+    n_items: int,
+    urls: list[str],
+    spec: InputSpec,
+    device: torch.device,
+    batch_size: int = 64,
+    tabular: np.ndarray | None = None,
+    share: tuple[int, int] = (0, 1),
+    on_batch: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """[n_items + 1, dim] item embeddings (row 0, padding, is zero). Content models stream
+    the shards once (centre crops); id-only models need no content. `share` = (r, W):
+    fill only every W-th item (id-only) or shard (content), starting at r; the caller
+    sums the shares. `on_batch(n)` is called with the items of each batch done."""
+    model.eval()
+    r, w = share
+    table = torch.zeros(n_items + 1, model.config.dim, device=device)
+    if spec.mel_frames is None and spec.max_tokens is None and spec.cover_size is None:
+        ids = torch.arange(1, n_items + 1, device=device)[r::w]
+        for start in range(0, len(ids), 4096):
+            chunk = ids[start : start + 4096]
+            batch = ItemBatch(item_ids=chunk)
+            if tabular is not None:
+                batch.tabular = torch.from_numpy(tabular[chunk.cpu().numpy()]).to(device)
+            table[chunk] = model.items(batch).float()
+            if on_batch:
+                on_batch(len(chunk))
+        return table
+    for batch in catalogue_batches(urls[r::w], spec, batch_size, tabular):
+        keep = batch.item_ids <= n_items
+        batch = batch.select(keep.nonzero()[:, 0]).to(device)
+        if len(batch.item_ids):
+            table[batch.item_ids] = model.items(batch).float()
+        if on_batch:
+            on_batch(len(keep))
+    return table
+
+
+@dataclass
+class ItemIndex:
+    embeddings: np.ndarray  # [n_items + 1, dim] float32
+    meta: dict = field(default_factory=dict)
+    _faiss: object | None = field(default=None, repr=False)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.embeddings) - 1
+
+    def save(self, path: Path) -> None:
+        """Written to a temporary name and renamed, so a reader never sees half a file."""
+        import h5py
+
+        temporary = path.with_name(path.name + ".tmp")
+        with h5py.File(temporary, "w") as f:
+            f.create_dataset("embeddings", data=self.embeddings, chunks=True)
+            f.attrs["meta"] = json.dumps(self.meta)
+            f.attrs["format_version"] = FORMAT_VERSION
+        temporary.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> ItemIndex:
+        import h5py
+
+        if not path.exists():
+            raise IndexMismatch(
+                f"{path} does not exist: build it with `mirkit index --run {path.parent}`"
+            )
+        with h5py.File(path, "r") as f:
+            version = int(f.attrs.get("format_version", 0))
+            if version != FORMAT_VERSION:
+                raise IndexMismatch(
+                    f"{path} is index format {version}; this mirkit reads {FORMAT_VERSION}: "
+                    f"rebuild it with `mirkit index --run {path.parent}`"
+                )
+            return cls(np.asarray(f["embeddings"], dtype=np.float32), json.loads(f.attrs["meta"]))
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        exclude: list[np.ndarray] | None = None,
+        backend: str = "exact",
+        nprobe: int = 32,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores [Q, k], item ids [Q, k]) by inner product, best first. exclude[q]: item
+        ids never returned for query q. Items with a zero embedding (not embeddable) are
+        never returned by the exact backend."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if backend == "faiss":
+            return self._search_faiss(queries, k, exclude, nprobe)
+        return exact_top_k(queries, self.embeddings, k, exclude)
+
+    def _search_faiss(
+        self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | None, nprobe: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self._faiss is None:
+            self._faiss = build_faiss(self.embeddings)
+        self._faiss.nprobe = nprobe
+        extra = max((len(e) for e in exclude), default=0) if exclude else 0
+        scores, ids = self._faiss.search(queries, k + extra)
+        out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        out_ids = np.zeros((len(queries), k), dtype=np.int64)
+        for q in range(len(queries)):
+            keep = ids[q] > 0
+            if exclude:
+                keep &= ~np.isin(ids[q], exclude[q])
+            chosen = ids[q][keep][:k]
+            out_ids[q, : len(chosen)] = chosen
+            out_scores[q, : len(chosen)] = scores[q][keep][:k]
+        return out_scores, out_ids
+
+
+def exact_top_k(
+    queries: np.ndarray,
+    table: np.ndarray,
+    k: int,
+    exclude: list[np.ndarray] | None = None,
+    block: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k by blocked matrix products over table rows 1..n (zero rows never returned)."""
+    items = torch.from_numpy(table)
+    unusable = (items == 0).all(dim=1)
+    unusable[0] = True
+    k = min(k, int((~unusable).sum()))
+    scores_out, ids_out = [], []
+    for start in range(0, len(queries), block):
+        scores = torch.from_numpy(queries[start : start + block]) @ items.T
+        scores[:, unusable] = float("-inf")
+        if exclude is not None:
+            for r, ids in enumerate(exclude[start : start + block]):
+                scores[r, torch.as_tensor(ids, dtype=torch.long)] = float("-inf")
+        top = torch.topk(scores, k, dim=1)
+        scores_out.append(top.values.numpy())
+        ids_out.append(top.indices.numpy())
+    if not scores_out:
+        return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+    return np.concatenate(scores_out), np.concatenate(ids_out).astype(np.int64)
+
+
+def build_faiss(table: np.ndarray, lists: int | None = None):
+    """An IVF-Flat inner-product index over rows 1..n (ids = item ids), trained on the
+    table itself; about 4 sqrt(n) lists."""
+    try:
+        import faiss
+    except ImportError as err:
+        raise ImportError(
+            "the FAISS backend needs faiss-cpu: `uv sync --extra faiss` (or pip install "
+            "faiss-cpu), or use the exact backend"
+        ) from err
+    vectors = np.ascontiguousarray(table[1:], dtype=np.float32)
+    ids = np.arange(1, len(table), dtype=np.int64)
+    usable = ~(vectors == 0).all(axis=1)
+    vectors, ids = vectors[usable], ids[usable]
+    lists = lists or max(1, min(len(vectors) // 39, int(4 * np.sqrt(len(vectors)))))
+    quantizer = faiss.IndexFlatIP(vectors.shape[1])
+    index = faiss.IndexIVFFlat(quantizer, vectors.shape[1], lists, faiss.METRIC_INNER_PRODUCT)
+    index.train(vectors)
+    index.add_with_ids(vectors, ids)
+    return index
+
+
+def embeddable_items(run: TrainedRun, model: TwoTower, catalog) -> np.ndarray:
+    """[n + 1] bool: items the model has something to embed from - an id it trained, or
+    content of a modality it reads. The others get a zero row (never recommended)."""
+    n = int(catalog["item_id"].max())
+    usable = np.zeros(n + 1, dtype=bool)
+    modalities = set(model.config.modalities)
+    if "id" in modalities:
+        warm = model.item_tower.warm.cpu().numpy()[: model.n_items + 1]
+        usable[: len(warm)] |= warm
+    ids = catalog["item_id"].to_numpy()
+    for modality, column in (
+        ("audio", "has_audio"),
+        ("lyrics", "has_lyrics"),
+        ("cover", "has_cover"),
+    ):
+        if modality in modalities and column in catalog.columns:
+            usable[ids[catalog[column].to_numpy()]] = True
+    if "tabular" in modalities:
+        usable[ids] = True
+    usable[0] = False
+    return usable
+
+
+def build_index(
+    run: TrainedRun,
+    shards: Path | None = None,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    update: bool = False,
+) -> dict:
+    """Embed the catalogue with the run's best model into runs/NAME/index.h5. `update`:
+    keep the existing rows and embed only items added since (shards grown with
+    `--append`), without retraining."""
+    started = time.perf_counter()
+    device = torch.device(device)
+    shards = run.shards(shards)
+    manifest, catalog = run.check_shards(shards)
+    n_now = int(catalog["item_id"].max())
+    model = run.load_model(device)
+    fingerprint = model_fingerprint(run.model_dir)
+    path = run.path / INDEX_FILE
+    urls = local_shard_urls(shards, manifest)
+    first_new = 1
+    previous = None
+    if update:
+        previous = ItemIndex.load(path)
+        if previous.meta.get("model_sha256") != fingerprint:
+            raise IndexMismatch(
+                f"{path} was built by another model than {run.model_dir}: rebuild it "
+                f"without --update"
+            )
+        first_new = previous.n_items + 1
+        urls = [
+            u
+            for u, shard in zip(urls, manifest["shards"], strict=True)
+            if max(shard["item_ids"], default=0) >= first_new
+        ]
+    todo = n_now - first_new + 1
+    with log.progress() as bar:
+        task = bar.add_task("embedding the catalogue", total=max(todo, 0))
+        table = embed_catalogue(
+            model,
+            n_now,
+            urls,
+            run.input_spec,
+            device,
+            batch_size,
+            run.tabular(catalog),
+            on_batch=lambda n: bar.update(task, advance=n),
+        )
+    embeddings = table.cpu().numpy()
+    if previous is not None:
+        embeddings[:first_new] = previous.embeddings[:first_new]
+    usable = embeddable_items(run, model, catalog)
+    embeddings[~usable] = 0.0
+    index = ItemIndex(
+        embeddings.astype(np.float32),
+        {
+            "model_sha256": fingerprint,
+            "id_map": run.record["shards_fingerprints"]["id_map"],
+            "content_config": manifest["fingerprints"]["content_config"],
+            "trained_items": run.n_items,
+            "shards": str(shards),
+            "dim": int(embeddings.shape[1]),
+        },
+    )
+    index.save(path)
+    seconds = time.perf_counter() - started
+    return {
+        "index": str(path),
+        "items": n_now,
+        "embedded now": max(todo, 0),
+        "kept from before": first_new - 1 if previous is not None else 0,
+        "not embeddable (zero rows)": int((~usable[1:]).sum()),
+        "seconds": round(seconds, 1),
+        "items/s": round(max(todo, 0) / seconds, 1),
+    }

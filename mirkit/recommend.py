@@ -1,0 +1,169 @@
+"""Recommendations from a trained run and its index: for a known listener, for an ad-hoc
+history, and item-to-item neighbours.
+
+Only the user tower and the index are loaded; the full model (content encoders) only for
+`explain`, which re-embeds the recommended items to read their attention per modality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from mirkit.data.content import catalogue_batches, local_shard_urls
+from mirkit.data.plays import load_plays
+from mirkit.index import INDEX_FILE, IndexMismatch, ItemIndex, model_fingerprint
+from mirkit.runs import TrainedRun
+
+
+class UnknownId(LookupError):
+    """A user or track id the shards do not know; the message says how to list them."""
+
+
+@dataclass
+class Recommendation:
+    rank: int
+    item_id: int
+    artist: str
+    title: str
+    score: float
+    played: bool
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class Recommender:
+    def __init__(self, run_path: Path, shards: Path | None = None, backend: str = "exact"):
+        self.run = TrainedRun.open(run_path)
+        self.index = ItemIndex.load(run_path / INDEX_FILE)
+        if self.index.meta.get("model_sha256") != model_fingerprint(self.run.model_dir):
+            raise IndexMismatch(
+                f"{run_path / INDEX_FILE} was built by another model than "
+                f"{self.run.model_dir}: rebuild it with `mirkit index --run {run_path}`"
+            )
+        self.shards = self.run.shards(shards)
+        self.manifest, self.catalog = self.run.check_shards(self.shards)
+        if int(self.catalog["item_id"].max()) > self.index.n_items:
+            raise IndexMismatch(
+                f"{self.shards} has items added after the index was built: run "
+                f"`mirkit index --run {run_path} --update`"
+            )
+        self.backend = backend
+        self.user_tower = self.run.load_user_tower()
+        self.max_len = self.user_tower.max_len
+        self.plays = load_plays(self.shards, self.manifest["fingerprints"]["interactions"])
+        users = pl.read_parquet(self.shards / "users.parquet")
+        self.user_rows = dict(zip(users["user_id"], users["user_idx"], strict=True))
+        self.artists = self._by_id("artist")
+        self.titles = self._by_id("title")
+        keys = {
+            str(k).lower(): int(i)
+            for k, i in zip(self.catalog["track_id"], self.catalog["item_id"], strict=True)
+            if k
+        }
+        keys |= {
+            f"{a} - {t}".lower(): int(i)
+            for a, t, i in zip(
+                self.catalog["artist"], self.catalog["title"], self.catalog["item_id"], strict=True
+            )
+        }
+        self.track_ids = keys
+
+    def _by_id(self, column: str) -> np.ndarray:
+        out = np.full(self.index.n_items + 1, "", dtype=object)
+        out[self.catalog["item_id"].to_numpy()] = self.catalog[column].fill_null("").to_list()
+        return out
+
+    # --- who ---
+    def history(self, user_id: str) -> np.ndarray:
+        """All the user's plays in time order (item ids)."""
+        if user_id not in self.user_rows:
+            raise UnknownId(
+                f"unknown user {user_id!r}: `mirkit recommend --list-users --run "
+                f"{self.run.path}` lists the users of {self.shards}"
+            )
+        u = int(self.user_rows[user_id])
+        return np.asarray(self.plays.items[self.plays.indptr[u] : self.plays.indptr[u + 1]])
+
+    def track(self, text: str) -> int:
+        """An item id from a track id (MusicBrainz) or "Artist - Title"."""
+        found = self.track_ids.get(text.strip().lower())
+        if found is None:
+            raise UnknownId(
+                f"unknown track {text!r}: give a track id or 'Artist - Title' from "
+                f"{self.shards}/catalog.parquet (`mirkit similar --list-tracks --run "
+                f"{self.run.path}` lists them)"
+            )
+        return found
+
+    def describe(self, item_ids: np.ndarray) -> list[dict]:
+        return [
+            {"item_id": int(i), "artist": self.artists[i], "title": self.titles[i]}
+            for i in item_ids
+        ]
+
+    # --- what ---
+    @torch.no_grad()
+    def user_vectors(self, histories: list[np.ndarray]) -> np.ndarray:
+        """[B, dim] user embeddings from histories (ids unknown to the model -> OOV)."""
+        batch = np.zeros((len(histories), self.max_len), dtype=np.int64)
+        for r, h in enumerate(histories):
+            recent = np.asarray(h[-self.max_len :], dtype=np.int64)
+            if len(recent):
+                batch[r, self.max_len - len(recent) :] = recent
+        return self.user_tower(torch.from_numpy(batch)).numpy()
+
+    def recommend(
+        self, histories: list[np.ndarray], k: int = 10, exclude_seen: bool = False
+    ) -> list[list[Recommendation]]:
+        vectors = self.user_vectors(histories)
+        exclude = [np.unique(h) for h in histories] if exclude_seen else None
+        scores, ids = self.index.search(vectors, k, exclude, backend=self.backend)
+        return [
+            self._rows(s, i, set(h.tolist()))
+            for s, i, h in zip(scores, ids, histories, strict=True)
+        ]
+
+    def similar(self, item_id: int, k: int = 10) -> list[Recommendation]:
+        vector = self.index.embeddings[item_id][None]
+        if not vector.any():
+            raise UnknownId(f"track {item_id} has no embedding (nothing the model can read)")
+        scores, ids = self.index.search(vector, k, [np.array([item_id])], backend=self.backend)
+        return self._rows(scores[0], ids[0], set())
+
+    def _rows(self, scores: np.ndarray, ids: np.ndarray, seen: set[int]) -> list[Recommendation]:
+        return [
+            Recommendation(r + 1, int(i), self.artists[i], self.titles[i], float(s), int(i) in seen)
+            for r, (s, i) in enumerate(zip(scores, ids, strict=True))
+            if np.isfinite(s)
+        ]
+
+    @torch.no_grad()
+    def explain(self, item_ids: list[int]) -> dict[int, dict[str, float]]:
+        """Attention mass per modality of each item's fused embedding (loads the full
+        model and reads the items' content from the shards)."""
+        model = self.run.load_model()
+        wanted = set(item_ids)
+        urls = [
+            u
+            for u, shard in zip(
+                local_shard_urls(self.shards, self.manifest), self.manifest["shards"], strict=True
+            )
+            if wanted & set(shard["item_ids"])
+        ]
+        out: dict[int, dict[str, float]] = {}
+        tabular = self.run.tabular(self.catalog)
+        for batch in catalogue_batches(urls, self.run.input_spec, 64, tabular):
+            keep = torch.tensor([int(i) in wanted for i in batch.item_ids])
+            if not keep.any():
+                continue
+            batch = batch.select(keep.nonzero()[:, 0])
+            _, mass = model.item_tower.encode(batch, explain=True)
+            for row, item in enumerate(batch.item_ids.tolist()):
+                out[item] = {kind: round(float(m[row]), 3) for kind, m in (mass or {}).items()}
+        return out
