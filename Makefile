@@ -8,8 +8,11 @@ PRESET ?= demo
 CONFIG := configs/$(PRESET).toml
 DATA := data/$(PRESET)
 SHARDS := shards/$(PRESET)
+RUN := runs/$(PRESET)
+# `make recommend USER=user_000232`; the USER of the environment (your login) is ignored
+LISTENER := $(if $(filter command line,$(origin USER)),$(USER),user_000232)
 
-.PHONY: setup test lint data shards train demo clean-data
+.PHONY: setup test lint data shards train index recommend demo clean-data
 
 setup: $(VENV)/.synced
 
@@ -41,7 +44,18 @@ clean-data:
 train: $(SHARDS)/manifest.json | setup
 	$(BIN)/mirkit --config $(CONFIG) train
 
+$(RUN)/model/model.pt: $(SHARDS)/manifest.json | setup
+	$(BIN)/mirkit --config $(CONFIG) train
+
+index: $(RUN)/index.h5
+
+$(RUN)/index.h5: $(RUN)/model/model.pt | setup
+	$(BIN)/mirkit index --run $(RUN)
+
+recommend: $(RUN)/index.h5 | setup
+	$(BIN)/mirkit recommend $(LISTENER) --run $(RUN)
+
 # The whole job on the demo corpus, offline; re-running reuses what is already built.
-demo: $(SHARDS)/manifest.json | setup
-	@test -f runs/$(PRESET)/model/model.json || $(BIN)/mirkit --config $(CONFIG) train
-	@echo "demo: corpus $(DATA), shards $(SHARDS), run runs/$(PRESET) (metrics.jsonl, curves.png)"
+demo: $(RUN)/index.h5 | setup
+	$(BIN)/mirkit recommend $(LISTENER) --run $(RUN)
+	@echo "demo: corpus $(DATA), shards $(SHARDS), run $(RUN) (metrics.jsonl, curves.png, index.h5)"

@@ -18,6 +18,7 @@ from mirkit.data.content import catalogue_batches, local_shard_urls
 from mirkit.data.plays import load_plays
 from mirkit.index import INDEX_FILE, IndexMismatch, ItemIndex, model_fingerprint
 from mirkit.runs import TrainedRun
+from mirkit.shards.reader import shards_holding
 
 
 class UnknownId(LookupError):
@@ -102,8 +103,13 @@ class Recommender:
         return found
 
     def describe(self, item_ids: np.ndarray) -> list[dict]:
+        known = len(self.artists)
         return [
-            {"item_id": int(i), "artist": self.artists[i], "title": self.titles[i]}
+            {
+                "item_id": int(i),
+                "artist": self.artists[i] if i < known else "(unknown track)",
+                "title": self.titles[i] if i < known else "",
+            }
             for i in item_ids
         ]
 
@@ -149,13 +155,8 @@ class Recommender:
         model and reads the items' content from the shards)."""
         model = self.run.load_model()
         wanted = set(item_ids)
-        urls = [
-            u
-            for u, shard in zip(
-                local_shard_urls(self.shards, self.manifest), self.manifest["shards"], strict=True
-            )
-            if wanted & set(shard["item_ids"])
-        ]
+        holding = set(shards_holding(self.shards, wanted))
+        urls = [u for u in local_shard_urls(self.shards, self.manifest) if Path(u).name in holding]
         out: dict[int, dict[str, float]] = {}
         tabular = self.run.tabular(self.catalog)
         for batch in catalogue_batches(urls, self.run.input_spec, 64, tabular):

@@ -7,16 +7,18 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from mirkit import log
 from mirkit.cli.errors import reported
 from mirkit.index import IndexMismatch
+from mirkit.recommend import UnknownId
 from mirkit.runs import RunError
 from mirkit.shards.manifest import ShardsError
 
-ERRORS = (RunError, IndexMismatch, ShardsError, LookupError)
+ERRORS = (RunError, IndexMismatch, ShardsError, UnknownId)
 stdout = Console()
 
 
@@ -113,11 +115,12 @@ def recommend(
     """Recommend the next tracks for USER_ID (or an ad-hoc --history, or --users FILE)."""
     started = time.perf_counter()
     rec = _recommender(run_path, shards, backend)
+    loaded = time.perf_counter()
     if list_users:
         click.echo("\n".join(sorted(rec.user_rows)))
         return
     if users_file is not None:
-        _batch(rec, users_file, out, k, exclude_seen, started)
+        _batch(rec, users_file, out, k, exclude_seen, loaded)
         return
     if (user_id is None) == (history is None):
         raise click.UsageError("give a USER_ID or --history (or --users FILE --out F)")
@@ -126,21 +129,21 @@ def recommend(
         for text in history.split(","):
             try:
                 items.append(rec.track(text))
-            except LookupError:
+            except UnknownId:
                 unknown.append(text)
                 items.append(rec.index.n_items + 1)  # out of vocabulary
-        plays = __import__("numpy").asarray(items, dtype="int64")
+        plays = np.asarray(items, dtype=np.int64)
         who = "the given history"
     else:
         plays, unknown, who = rec.history(user_id), [], user_id
     recommendations = rec.recommend([plays], k, exclude_seen)[0]
+    answered = time.perf_counter()
     rows = [r.as_dict() for r in recommendations]
     if explain:
         masses = rec.explain([r["item_id"] for r in rows])
         for row in rows:
             row["attention"] = masses.get(row["item_id"], {})
     recent = rec.describe(plays[-10:][::-1])
-    seconds = time.perf_counter() - started
     if as_json:
         click.echo(
             json.dumps(
@@ -163,12 +166,13 @@ def recommend(
             ("history length", len(plays)),
             ("unknown tracks (treated as new)", len(unknown)),
             ("already played in the top-K", sum(r["played"] for r in rows)),
-            ("seconds (load + answer)", round(seconds, 2)),
+            ("seconds to load the user tower and index", round(loaded - started, 2)),
+            ("seconds to answer", round(answered - loaded, 3)),
         ],
     )
 
 
-def _batch(rec, users_file: Path, out: Path | None, k: int, exclude_seen: bool, started):
+def _batch(rec, users_file: Path, out: Path | None, k: int, exclude_seen: bool, loaded: float):
     import polars as pl
 
     if out is None:
@@ -185,7 +189,7 @@ def _batch(rec, users_file: Path, out: Path | None, k: int, exclude_seen: bool, 
             ("users", len(users)),
             ("rows", len(rows)),
             ("written", out),
-            ("seconds", round(time.perf_counter() - started, 2)),
+            ("seconds to answer", round(time.perf_counter() - loaded, 2)),
         ],
     )
 

@@ -120,9 +120,10 @@ def _read_lastfm(path: Path) -> Plays:
                 )
                 continue
             rows.append((fields[0], fields[1], fields[3], fields[4], fields[5], line_no))
+    columns = ["user_id", "time", "artist", "track_id", "title"]
     frame = pl.DataFrame(
-        rows, schema=["user_id", "time", "artist", "track_id", "title", "row"], orient="row"
-    )
+        rows, schema={**dict.fromkeys(columns, pl.String), "row": pl.Int64}, orient="row"
+    )  # typed even when empty (new releases appended with no plays yet)
     frame, bad = _parse_times(frame)
     problems += bad
     return Plays(

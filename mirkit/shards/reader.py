@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mirkit.shards import layout
+
 
 def iter_samples(path: Path) -> Iterator[dict[str, bytes | str]]:
     """Samples of one tar shard, in file order: {"__key__": ..., "mel.npy": bytes, ...}."""
@@ -44,3 +46,15 @@ def decode_sample(sample: dict[str, bytes | str]) -> dict:
             image.load()
             out["cover"] = image
     return out
+
+
+def shards_holding(shards_dir: Path, item_ids: set[int]) -> list[str]:
+    """Names of the shards that hold any of `item_ids`, from the per-shard stats files
+    (the manifest keeps only each shard's id range, and items are shuffled across
+    shards)."""
+    names = []
+    for stats_file in sorted((shards_dir / layout.ITEMS).glob("*.stats.json")):
+        stats = json.loads(stats_file.read_text())
+        if any(entry["item_id"] in item_ids for entry in stats["items"]):
+            names.append(stats["name"])
+    return names
