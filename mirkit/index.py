@@ -161,10 +161,11 @@ def exact_top_k(
     table: np.ndarray,
     k: int,
     exclude: list[np.ndarray] | None = None,
-    block: int = 1024,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k by blocked matrix products over table rows 1..n (zero rows never returned)."""
+    """Top-k by blocked matrix products over table rows 1..n (zero rows never returned);
+    blocks of queries hold at most 2^26 scores (256 MB)."""
     items = torch.from_numpy(table)
+    block = max(1, min(1024, (1 << 26) // len(table)))
     unusable = (items == 0).all(dim=1)
     unusable[0] = True
     k = min(k, int((~unusable).sum()))
