@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mirkit import __version__, log
+from mirkit.cli.eval import evaluate, runs
 from mirkit.cli.index import index
 from mirkit.cli.recommend import recommend, similar
 from mirkit.cli.shards import shards
@@ -44,3 +45,5 @@ main.add_command(train)
 main.add_command(index)
 main.add_command(recommend)
 main.add_command(similar)
+main.add_command(evaluate)
+main.add_command(runs)

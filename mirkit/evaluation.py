@@ -1,0 +1,304 @@
+"""`mirkit eval`: full-ranking evaluation of a run beside honest baselines.
+
+Every method (the run, other runs given as baselines, most-popular, the user's own
+most-played, last-played) ranks the whole catalogue for every target of the split the
+run was trained with; ties are pessimistic; baselines see training plays only (their
+popularity) plus the user's own history before the target. Metrics are kept per target,
+so slices and paired bootstrap intervals come from the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from mirkit.baselines import last_played, popularity, user_most_played
+from mirkit.data.plays import Split, SplitConfig, load_plays, make_split
+from mirkit.index import INDEX_FILE, ItemIndex
+from mirkit.metrics import rank_in_blocks, target_ranks
+from mirkit.runs import RunError, TrainedRun
+
+KS = (10, 20, 50)
+TOP_K = 10  # the list length for the beyond-accuracy measures
+BASELINES = ("most-popular", "user most-played", "last-played")
+
+
+@dataclass
+class Targets:
+    """The evaluated plays: rows of the split, their items and the users' histories."""
+
+    split: Split
+    rows: np.ndarray
+    items: np.ndarray
+    train_counts: np.ndarray  # [n_items + 1] training plays per item
+
+    def history(self, r: int) -> np.ndarray:
+        """Every play of the user before target r (not only max_len)."""
+        row = int(self.rows[r])
+        indptr = np.asarray(self.split.plays.indptr)
+        start = int(indptr[np.searchsorted(indptr, row, side="right") - 1])
+        return np.asarray(self.split.plays.items[start:row], dtype=np.int64)
+
+
+def load_targets(run: TrainedRun, shards: Path, which: str, limit: int = 0) -> Targets:
+    train = run.record["train"]
+    manifest_fp = run.record["shards_fingerprints"]["interactions"]
+    config = SplitConfig(train["split"], drop_repeats=train["drop_repeats"], k_core=train["k_core"])
+    split = make_split(load_plays(shards, manifest_fp), config)
+    rows = split.test_rows if which == "test" else split.val_rows
+    if limit and len(rows) > limit:
+        rows = np.sort(np.random.default_rng(0).choice(rows, limit, replace=False))
+    n_items = run.n_items
+    counts = np.bincount(np.asarray(split.plays.items)[split.train_rows], minlength=n_items + 1)
+    items = np.asarray(split.plays.items)[rows].astype(np.int64)
+    return Targets(split, np.asarray(rows), items, counts[: n_items + 1])
+
+
+def per_target(ranks: np.ndarray) -> dict[str, np.ndarray]:
+    """Recall@K, NDCG@K and reciprocal rank of every target."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    out = {f"Recall@{k}": (ranks <= k).astype(np.float64) for k in KS}
+    out |= {f"NDCG@{k}": np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0) for k in KS}
+    out["MRR"] = 1.0 / ranks
+    return out
+
+
+def slices(targets: Targets) -> dict[str, np.ndarray]:
+    """Boolean masks over the targets: all, repeats (the user played the item before),
+    discoveries, cold items (no training plays at all) and popularity buckets by the
+    item's training plays (head = the most played items that make up half of all
+    training plays, torso = the next 30 %, tail = the rest with at least one play)."""
+    repeat = np.array([t in set(targets.history(r).tolist()) for r, t in enumerate(targets.items)])
+    counts = targets.train_counts
+    order = np.argsort(-counts, kind="stable")
+    share = np.cumsum(counts[order]) / max(1, counts.sum())
+    bucket = np.empty(len(counts), dtype=object)
+    bucket[order] = np.where(share <= 0.5, "head", np.where(share <= 0.8, "torso", "tail"))
+    bucket[counts == 0] = "cold"
+    of_target = bucket[targets.items]
+    masks = {"all": np.ones(len(targets.items), dtype=bool), "repeat": repeat, "discovery": ~repeat}
+    for name in ("head", "torso", "tail", "cold"):
+        masks[f"popularity: {name}" if name != "cold" else "cold items"] = of_target == name
+    return masks
+
+
+def baseline_ranks(
+    targets: Targets, exclude_seen: bool
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(ranks, top-K lists) of the three baselines."""
+    n = len(targets.train_counts) - 1
+    pop = popularity(np.asarray(targets.split.plays.items)[targets.split.train_rows], n)
+    ranks = {name: np.empty(len(targets.items), dtype=np.int64) for name in BASELINES}
+    k = min(TOP_K, n)
+    tops = {name: np.empty((len(targets.items), k), dtype=np.int64) for name in BASELINES}
+    for r, target in enumerate(targets.items):
+        history = targets.history(r)
+        for name, scores in (
+            ("most-popular", pop.copy()),
+            ("user most-played", user_most_played(history, pop)),
+            ("last-played", last_played(history, pop)),
+        ):
+            if exclude_seen:
+                seen = np.unique(history)
+                scores[seen[seen != target]] = -np.inf
+            ranks[name][r] = target_ranks(scores[None], np.array([target]))[0]
+            tops[name][r] = np.argsort(-scores, kind="stable")[:k]
+    return ranks, tops
+
+
+@torch.no_grad()
+def run_ranks(
+    run: TrainedRun, targets: Targets, exclude_seen: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ranks, top-K lists) of a trained run, from its user tower and its index."""
+    index = ItemIndex.load(run.path / INDEX_FILE)
+    tower = run.load_user_tower()
+    histories = np.stack([targets.split.history(int(r), tower.max_len) for r in targets.rows])
+    users = (
+        torch.cat(
+            [tower(torch.from_numpy(histories[s : s + 512])) for s in range(0, len(histories), 512)]
+        )
+        if len(histories)
+        else torch.zeros(0, index.embeddings.shape[1])
+    )
+    items = torch.from_numpy(index.embeddings[: run.n_items + 1])
+    exclude = None
+    if exclude_seen:
+        exclude = [
+            torch.from_numpy(np.unique(targets.history(r))) for r in range(len(targets.rows))
+        ]
+    ranks = rank_in_blocks(users, items, torch.from_numpy(targets.items), exclude).numpy()
+    excluded = [e.numpy() for e in exclude] if exclude is not None else None
+    _, top = index.search(users.numpy(), TOP_K, excluded)
+    return ranks, top
+
+
+def sampled_ranks(scores_of, targets: Targets, negatives: int, seed: int = 0) -> np.ndarray:
+    """The SASRec paper's sampled protocol: the target against `negatives` items drawn
+    uniformly from those the user never played before it (pessimistic ties).
+    `scores_of(r, ids)` scores item ids for target r."""
+    rng = np.random.default_rng(seed)
+    n = len(targets.train_counts) - 1
+    ranks = np.empty(len(targets.items), dtype=np.int64)
+    for r, target in enumerate(targets.items):
+        seen = set(targets.history(r).tolist()) | {int(target)}
+        drawn: list[int] = []
+        while len(drawn) < negatives:
+            candidates = rng.integers(1, n + 1, size=2 * negatives)
+            drawn += [int(c) for c in candidates if int(c) not in seen][: negatives - len(drawn)]
+        scores = scores_of(r, np.array([target, *drawn]))
+        ranks[r] = int((scores >= scores[0]).sum())
+    return ranks
+
+
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, samples: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
+    """mean(a - b) and its 95 % percentile interval, resampling targets with replacement
+    (the same targets for both methods: a paired comparison)."""
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if not len(diff):
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(samples)])
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(diff.mean()), float(low), float(high)
+
+
+def beyond_accuracy(
+    top: np.ndarray, train_counts: np.ndarray, artists: np.ndarray
+) -> dict[str, float]:
+    """Catalogue coverage of the top-K lists, the mean training plays of recommended
+    items (relative to the catalogue's mean), and the distinct artists per list / K."""
+    n = len(train_counts) - 1
+    flat = top[top > 0]
+    return {
+        "coverage": float(len(np.unique(flat)) / max(1, n)),
+        "mean popularity (x catalogue mean)": float(
+            train_counts[flat].mean() / max(1e-9, train_counts[1:].mean())
+        )
+        if len(flat)
+        else float("nan"),
+        "artist diversity": float(np.mean([len(set(artists[row[row > 0]])) / TOP_K for row in top]))
+        if len(top)
+        else float("nan"),
+    }
+
+
+def check_comparable(run: TrainedRun, other: TrainedRun) -> None:
+    for name in ("interactions", "id_map"):
+        if run.record["shards_fingerprints"][name] != other.record["shards_fingerprints"][name]:
+            raise RunError(
+                f"{other.path} was trained on other shards than {run.path} ({name} "
+                f"differs): a baseline run must share the shards"
+            )
+    if run.record["train"]["split"] != other.record["train"]["split"]:
+        raise RunError(
+            f"{other.path} used the {other.record['train']['split']} split, {run.path} the "
+            f"{run.record['train']['split']} split: compare runs on the same split"
+        )
+
+
+def artists_by_id(catalog: pl.DataFrame, n_items: int) -> np.ndarray:
+    out = np.full(n_items + 1, "", dtype=object)
+    known = catalog.filter(pl.col("item_id") <= n_items)
+    out[known["item_id"].to_numpy()] = known["artist"].fill_null("").to_list()
+    return out
+
+
+def evaluate_run(
+    run_path: Path,
+    which: str = "test",
+    exclude_seen: bool = False,
+    baselines: tuple[Path, ...] = (),
+    sampled_negatives: int = 0,
+    bootstrap: int = 1000,
+    limit: int = 0,
+) -> dict:
+    """The whole report as a dict (see `eval_report` for the files)."""
+    run = TrainedRun.open(run_path)
+    shards = run.shards()
+    _, catalog = run.check_shards(shards)
+    targets = load_targets(run, shards, which, limit)
+    methods: dict[str, np.ndarray] = {}
+    tops: dict[str, np.ndarray] = {}
+    name = run_path.name
+    methods[name], tops[name] = run_ranks(run, targets, exclude_seen)
+    for other_path in baselines:
+        other = TrainedRun.open(other_path)
+        check_comparable(run, other)
+        methods[other_path.name], tops[other_path.name] = run_ranks(other, targets, exclude_seen)
+    ranks, top = baseline_ranks(targets, exclude_seen)
+    methods |= ranks
+    tops |= top
+
+    masks = slices(targets)
+    metrics = {m: per_target(r) for m, r in methods.items()}
+    table = {
+        m: {
+            s: {k: float(v[mask].mean()) if mask.any() else None for k, v in values.items()}
+            | {"n": int(mask.sum())}
+            for s, mask in masks.items()
+        }
+        for m, values in metrics.items()
+    }
+    differences = {}
+    for other in methods:
+        if other == name:
+            continue
+        differences[other] = {
+            s: {
+                metric: dict(
+                    zip(
+                        ("difference", "low", "high"),
+                        paired_bootstrap(
+                            metrics[name][metric][mask], metrics[other][metric][mask], bootstrap
+                        ),
+                        strict=True,
+                    )
+                )
+                for metric in ("NDCG@10", "Recall@10")
+            }
+            for s, mask in masks.items()
+            if mask.any()
+        }
+    artists = artists_by_id(catalog, run.n_items)
+    report = {
+        "run": str(run_path),
+        "split": run.record["train"]["split"],
+        "targets": which,
+        "exclude_seen": exclude_seen,
+        "n_targets": int(len(targets.rows)),
+        "n_items": run.n_items,
+        "metrics": table,
+        "vs_model": differences,
+        "beyond_accuracy": {
+            m: beyond_accuracy(t, targets.train_counts, artists) for m, t in tops.items()
+        },
+    }
+    if sampled_negatives:
+        report["sampled"] = _sampled(run, targets, sampled_negatives)
+    return report
+
+
+def _sampled(run: TrainedRun, targets: Targets, negatives: int) -> dict:
+    """The sampled protocol for the run and most-popular (labelled as such)."""
+    index = ItemIndex.load(run.path / INDEX_FILE)
+    tower = run.load_user_tower()
+    with torch.no_grad():
+        histories = np.stack([targets.split.history(int(r), tower.max_len) for r in targets.rows])
+        users = tower(torch.from_numpy(histories)).numpy()
+    n = len(targets.train_counts) - 1
+    pop = popularity(np.asarray(targets.split.plays.items)[targets.split.train_rows], n)
+    model = sampled_ranks(lambda r, ids: index.embeddings[ids] @ users[r], targets, negatives)
+    popular = sampled_ranks(lambda r, ids: pop[ids], targets, negatives)
+    return {
+        "protocol": f"target vs {negatives} sampled unplayed items - NOT comparable with "
+        f"full ranking",
+        run.path.name: {k: float(v.mean()) for k, v in per_target(model).items()},
+        "most-popular": {k: float(v.mean()) for k, v in per_target(popular).items()},
+    }
