@@ -11,8 +11,9 @@ SHARDS := shards/$(PRESET)
 RUN := runs/$(PRESET)
 # `make recommend USER=user_000232`; the USER of the environment (your login) is ignored
 LISTENER := $(if $(filter command line,$(origin USER)),$(USER),user_000232)
+TIMED := tools/timed.sh runs/$(PRESET)-stages.tsv
 
-.PHONY: setup test lint data shards train index recommend demo clean-data
+.PHONY: setup test lint data shards train index eval recommend demo bench clean-data
 
 setup: $(VENV)/.synced
 
@@ -31,31 +32,42 @@ lint: setup
 data: $(DATA)/truth.json
 
 $(DATA)/truth.json: | setup
-	$(BIN)/mirkit --config $(CONFIG) synth
+	$(TIMED) corpus $(BIN)/mirkit --config $(CONFIG) synth
+
+$(DATA)/oracle.json: $(DATA)/truth.json | setup
+	$(BIN)/python tools/synth_oracle.py $(DATA) --json $@ >/dev/null
 
 shards: $(SHARDS)/manifest.json
 
 $(SHARDS)/manifest.json: $(DATA)/truth.json | setup
-	$(BIN)/mirkit --config $(CONFIG) shards build
+	$(TIMED) shards $(BIN)/mirkit --config $(CONFIG) shards build
 
 clean-data:
 	rm -rf data/tiny data/demo data/large shards/tiny shards/demo
 
-train: $(SHARDS)/manifest.json | setup
-	$(BIN)/mirkit --config $(CONFIG) train
+train: $(RUN)/model/model.pt
 
 $(RUN)/model/model.pt: $(SHARDS)/manifest.json | setup
-	$(BIN)/mirkit --config $(CONFIG) train
+	$(TIMED) train $(BIN)/mirkit --config $(CONFIG) train
 
 index: $(RUN)/index.h5
 
 $(RUN)/index.h5: $(RUN)/model/model.pt | setup
-	$(BIN)/mirkit index --run $(RUN)
+	$(TIMED) index $(BIN)/mirkit index --run $(RUN)
+
+eval: $(RUN)/eval-test.json
+
+$(RUN)/eval-test.json: $(RUN)/index.h5 | setup
+	$(TIMED) eval $(BIN)/mirkit eval --run $(RUN)
 
 recommend: $(RUN)/index.h5 | setup
 	$(BIN)/mirkit recommend $(LISTENER) --run $(RUN)
 
 # The whole job on the demo corpus, offline; re-running reuses what is already built.
-demo: $(RUN)/index.h5 | setup
+demo: $(RUN)/eval-test.json $(DATA)/oracle.json | setup
 	$(BIN)/mirkit recommend $(LISTENER) --run $(RUN)
-	@echo "demo: corpus $(DATA), shards $(SHARDS), run $(RUN) (metrics.jsonl, curves.png, index.h5)"
+	$(BIN)/python tools/demo_summary.py --preset $(PRESET)
+
+# Every benchmark, and BENCHMARKS.md's generated sections rewritten (not part of `test`).
+bench: $(SHARDS)/manifest.json | setup
+	$(BIN)/python tools/bench_all.py --preset $(PRESET)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mirkit import __version__, log
+from mirkit.cli.doctor import doctor
 from mirkit.cli.eval import evaluate, runs
 from mirkit.cli.index import index
 from mirkit.cli.recommend import recommend, similar
@@ -47,3 +48,4 @@ main.add_command(recommend)
 main.add_command(similar)
 main.add_command(evaluate)
 main.add_command(runs)
+main.add_command(doctor)

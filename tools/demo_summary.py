@@ -1,0 +1,58 @@
+"""The end of `make demo`: where each artefact is, the headline metrics beside the
+baselines and the corpus's oracle ceiling, and how long each stage took.
+
+    .venv/bin/python tools/demo_summary.py --preset demo
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from mirkit import log
+
+
+@click.command()
+@click.option("--preset", default="demo", show_default=True)
+def main(preset: str) -> None:
+    log.configure(0)
+    data, shards, run = Path("data", preset), Path("shards", preset), Path("runs", preset)
+    stages = Path("runs", f"{preset}-stages.tsv")
+    times: dict[str, str] = {}
+    if stages.exists():
+        for line in stages.read_text().splitlines():
+            stage, seconds = line.split("\t")
+            times[stage] = f"{seconds} s"  # the latest time of each stage wins
+    report = json.loads((run / "eval-test.json").read_text())
+    oracle = json.loads((data / "oracle.json").read_text())["leave-one-out"]["oracle"]
+    metrics = report["metrics"]
+    model = metrics[run.name]["all"]
+    rows = [
+        ("corpus", f"{data}/ (truth.json, oracle.json)"),
+        ("shards", f"{shards}/ (manifest.json, items/*.tar)"),
+        ("run", f"{run}/ (config.json, metrics.jsonl, curves.png, model/)"),
+        ("index", f"{run}/index.h5"),
+        ("evaluation", f"{run}/eval-test.md, eval-test.json, eval-test.png"),
+        (
+            "test NDCG@10 / Recall@10 (model)",
+            f"{model['NDCG@10']:.4f} / {model['Recall@10']:.4f}",
+        ),
+    ]
+    for baseline in ("most-popular", "user most-played", "last-played"):
+        values = metrics[baseline]["all"]
+        rows.append((f"  {baseline}", f"{values['NDCG@10']:.4f} / {values['Recall@10']:.4f}"))
+    rows.append(
+        (
+            "  oracle ceiling (the corpus's true law)",
+            f"{oracle['NDCG@10']:.4f} / {oracle['Recall@10']:.4f}",
+        )
+    )
+    for stage in ("corpus", "shards", "train", "index", "eval"):
+        rows.append((f"time: {stage}", times.get(stage, "reused (built before)")))
+    log.summary(f"make demo ({preset})", rows)
+
+
+if __name__ == "__main__":
+    main()
