@@ -10,7 +10,8 @@ DATA := data/$(PRESET)
 SHARDS := shards/$(PRESET)
 RUN := runs/$(PRESET)
 # `make recommend USER=user_000232`; the USER of the environment (your login) is ignored
-LISTENER := $(if $(filter command line,$(origin USER)),$(USER),user_000232)
+DEFAULT_LISTENER := $(if $(filter tiny,$(PRESET)),user_000001,user_000232)
+LISTENER := $(if $(filter command line,$(origin USER)),$(USER),$(DEFAULT_LISTENER))
 TIMED := tools/timed.sh runs/$(PRESET)-stages.tsv
 
 .PHONY: setup test lint data shards train index eval recommend demo bench clean-data

@@ -43,6 +43,9 @@ def doctor(shards: Path | None, run_path: Path | None, preset: str) -> None:
     for c in checks:
         table.add_row(c.name, MARK[c.status], c.detail, c.fix)
     Console().print(table)
+    for c in checks:  # unfolded, for copying
+        if c.fix:
+            click.echo(f"fix for {c.name}: {c.fix}")
     missing = [c.name for c in checks if c.status == "missing"]
     if missing:
         raise click.ClickException(f"missing: {', '.join(missing)} (see 'how to fix')")
