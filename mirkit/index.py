@@ -21,6 +21,7 @@ import torch
 
 from mirkit import log
 from mirkit.data.content import InputSpec, catalogue_batches, local_shard_urls
+from mirkit.distributed import ONE_PROCESS, World, all_reduce_sum
 from mirkit.models.item_tower import ItemBatch
 from mirkit.models.two_tower import WEIGHTS_FILE, TwoTower
 from mirkit.runs import TrainedRun
@@ -235,10 +236,13 @@ def build_index(
     device: torch.device | str = "cpu",
     batch_size: int = 64,
     update: bool = False,
+    world: World = ONE_PROCESS,
 ) -> dict:
     """Embed the catalogue with the run's best model into runs/NAME/index.h5. `update`:
     keep the existing rows and embed only items added since (shards grown with
-    `--append`), without retraining."""
+    `--append`), without retraining. With several ranks each embeds every W-th shard
+    (or item), the rows are summed across ranks and rank 0 writes the file (HDF5 has
+    one writer)."""
     started = time.perf_counter()
     device = torch.device(device)
     shards = run.shards(shards)
@@ -264,7 +268,8 @@ def build_index(
             if max(shard["item_ids"], default=0) >= first_new
         ]
     todo = n_now - first_new + 1
-    with log.progress() as bar:
+    bf16 = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    with log.progress() as bar, bf16:
         task = bar.add_task("embedding the catalogue", total=max(todo, 0))
         table = embed_catalogue(
             model,
@@ -274,9 +279,10 @@ def build_index(
             device,
             batch_size,
             run.tabular(catalog),
-            on_batch=lambda n: bar.update(task, advance=n),
+            share=(world.rank, world.size),
+            on_batch=lambda n: bar.update(task, advance=n * world.size),
         )
-    embeddings = table.cpu().numpy()
+    embeddings = all_reduce_sum(world, table).cpu().numpy()
     if previous is not None:
         embeddings[:first_new] = previous.embeddings[:first_new]
     usable = embeddable_items(run, model, catalog)
@@ -292,7 +298,8 @@ def build_index(
             "dim": int(embeddings.shape[1]),
         },
     )
-    index.save(path)
+    if world.main:
+        index.save(path)
     seconds = time.perf_counter() - started
     return {
         "index": str(path),
@@ -300,6 +307,7 @@ def build_index(
         "embedded now": max(todo, 0),
         "kept from before": first_new - 1 if previous is not None else 0,
         "not embeddable (zero rows)": int((~usable[1:]).sum()),
+        "ranks": world.size,
         "seconds": round(seconds, 1),
         "items/s": round(max(todo, 0) / seconds, 1),
     }

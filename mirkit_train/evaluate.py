@@ -11,10 +11,10 @@ import torch
 from mirkit.baselines import popularity
 from mirkit.data.content import InputSpec
 from mirkit.data.plays import Split
+from mirkit.distributed import ONE_PROCESS, World, all_gather_objects, all_reduce_sum
 from mirkit.index import embed_catalogue as embed_items
 from mirkit.metrics import rank_in_blocks, ranking_report
 from mirkit.models.two_tower import TwoTower
-from mirkit_train.distributed import ONE_PROCESS, World, all_gather_objects, all_reduce_sum
 
 
 def embed_catalogue(

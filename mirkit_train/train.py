@@ -31,10 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from mirkit import log
 from mirkit.data.content import local_shard_urls, tabular_columns
 from mirkit.data.plays import SplitConfig, load_plays, make_split
-from mirkit.models.two_tower import TwoTower
-from mirkit.shards.manifest import load_manifest
-from mirkit_train.config import TrainConfig
-from mirkit_train.distributed import (
+from mirkit.distributed import (
     RankFailed,
     StopRequests,
     World,
@@ -45,6 +42,9 @@ from mirkit_train.distributed import (
     leave,
     weights_checksum,
 )
+from mirkit.models.two_tower import TwoTower
+from mirkit.shards.manifest import load_manifest
+from mirkit_train.config import TrainConfig
 from mirkit_train.evaluate import embed_catalogue, evaluate, validation_rows
 from mirkit_train.item_major import ItemMajorStream, item_major_loader, steps_per_epoch
 from mirkit_train.objectives import TrainingStep

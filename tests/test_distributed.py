@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from mirkit.data.content import local_shard_urls
+from mirkit.distributed import RankFailed
 from mirkit.shards.manifest import load_manifest
-from mirkit_train.distributed import RankFailed
 from mirkit_train.train import TrainingError, train
 from tests.test_train import config
 

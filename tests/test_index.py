@@ -231,3 +231,14 @@ def test_a_track_appended_after_training_is_recommended_to_listeners_of_its_genr
         wins += sum(a > b for a in same for b in other)
         pairs += len(same) * len(other)
     assert wins / pairs > 0.65  # chance: 0.5; measured 0.83 on dev-cpu
+
+
+def test_an_index_built_on_two_ranks_equals_the_single_process_one(indexed_run, tmp_path):
+    single = ItemIndex.load(indexed_run / INDEX_FILE)
+    copy = tmp_path / "run"
+    shutil.copytree(indexed_run, copy)
+    result = invoke("index", "--run", copy, "--nproc-per-node", "2")
+    assert result.exit_code == 0, result.output
+    both = ItemIndex.load(copy / INDEX_FILE)
+    assert np.allclose(both.embeddings, single.embeddings, atol=1e-5)
+    assert both.meta["model_sha256"] == single.meta["model_sha256"]

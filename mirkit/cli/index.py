@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from mirkit import log
 from mirkit.cli.errors import reported
+from mirkit.distributed import RankFailed, join, launch, leave
 from mirkit.index import IndexMismatch, build_index
 from mirkit.models.resnet import MissingWeights
 from mirkit.runs import RunError, TrainedRun
@@ -36,12 +39,48 @@ from mirkit.shards.manifest import ShardsError
 )
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@reported(RunError, IndexMismatch, ShardsError, MissingWeights)
-def index(run_path: Path, shards: Path | None, update: bool, device: str, batch_size: int) -> None:
+@click.option(
+    "--nproc-per-node",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Embed on this many local ranks (one GPU each); rank 0 writes the index.",
+)
+@reported(RunError, IndexMismatch, ShardsError, MissingWeights, RankFailed)
+def index(
+    run_path: Path,
+    shards: Path | None,
+    update: bool,
+    device: str,
+    batch_size: int,
+    nproc_per_node: int,
+) -> None:
     """Embed every item of the shards with the run's best model (runs/NAME/index.h5)."""
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    summary = build_index(TrainedRun.open(run_path), shards, device, batch_size, update)
+    arguments = (str(run_path), str(shards) if shards else None, update, device, batch_size)
+    if nproc_per_node > 1:
+        summary = launch(_index_rank, (arguments, log.verbosity()), nproc_per_node)
+    else:
+        summary = _index(*arguments)
     log.summary("index", summary.items())
+
+
+def _index(run_path: str, shards: str | None, update: bool, device: str, batch_size: int):
+    world, chosen = join(device)
+    try:
+        return build_index(
+            TrainedRun.open(Path(run_path)),
+            Path(shards) if shards else None,
+            chosen,
+            batch_size,
+            update,
+            world,
+        )
+    finally:
+        leave()
+
+
+@record
+def _index_rank(arguments: tuple[tuple, int]) -> dict:
+    index_arguments, verbosity = arguments
+    log.configure(verbosity if int(os.environ.get("RANK", 0)) == 0 else -1)
+    return _index(*index_arguments)

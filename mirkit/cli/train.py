@@ -9,9 +9,9 @@ import click
 
 from mirkit import log
 from mirkit.cli.errors import reported
+from mirkit.distributed import RankFailed
 from mirkit.models.resnet import MissingWeights
 from mirkit.shards.manifest import ShardsError
-from mirkit_train.distributed import RankFailed
 from mirkit_train.train import TrainingError
 
 HELP = {
