@@ -38,10 +38,7 @@ class Targets:
 
     def history(self, r: int) -> np.ndarray:
         """Every play of the user before target r (not only max_len)."""
-        row = int(self.rows[r])
-        indptr = np.asarray(self.split.plays.indptr)
-        start = int(indptr[np.searchsorted(indptr, row, side="right") - 1])
-        return np.asarray(self.split.plays.items[start:row], dtype=np.int64)
+        return self.split.plays_before(int(self.rows[r]))
 
 
 def load_targets(run: TrainedRun, shards: Path, which: str, limit: int = 0) -> Targets:

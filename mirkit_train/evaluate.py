@@ -79,26 +79,19 @@ def evaluate(
     users = user_embeddings(model, split, rows, max_len, device)
     exclude = None
     if exclude_seen:
-        exclude = [torch.from_numpy(history_items(split, int(r))).to(device) for r in rows]
+        exclude = [torch.from_numpy(np.unique(split.plays_before(int(r)))).to(device) for r in rows]
     ranks = rank_in_blocks(users, items, torch.from_numpy(targets).to(device), exclude)
     ranks = np.concatenate(all_gather_objects(world, ranks.cpu().numpy()))
     pop = popularity(np.asarray(split.plays.items)[split.train_rows], n_items)
     excluded = None
     if exclude_seen:
-        excluded = [history_items(split, int(r)) for r in all_rows]
+        excluded = [np.unique(split.plays_before(int(r))) for r in all_rows]
     return {
         "model": ranking_report(ranks, ks=(10, 20, 50)),
         "most-popular": ranking_report(
             popularity_ranks(pop, all_targets, excluded), ks=(10, 20, 50)
         ),
     }
-
-
-def history_items(split: Split, row: int) -> np.ndarray:
-    """The distinct items the user played before play `row` (all of them, not max_len)."""
-    indptr = np.asarray(split.plays.indptr)
-    start = int(indptr[np.searchsorted(indptr, row, side="right") - 1])
-    return np.unique(np.asarray(split.plays.items[start:row])).astype(np.int64)
 
 
 def popularity_ranks(

@@ -128,6 +128,12 @@ class Split:
     test_rows: np.ndarray
     prefix_end: np.ndarray  # [U] int64: end row of each user's training prefix
 
+    def plays_before(self, row: int) -> np.ndarray:
+        """Every play of the user before `row`, oldest first (not cut to max_len)."""
+        indptr = np.asarray(self.plays.indptr)
+        start = int(indptr[np.searchsorted(indptr, row, side="right") - 1])
+        return np.asarray(self.plays.items[start:row], dtype=np.int64)
+
     def history(self, row: int, max_len: int) -> np.ndarray:
         """The up to `max_len` plays before `row`, left-padded with 0."""
         user = int(np.searchsorted(self.plays.indptr, row, side="right") - 1)
