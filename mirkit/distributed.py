@@ -1,4 +1,5 @@
-"""Ranks: start N local processes, join the process group, stop together.
+"""Ranks: start N local processes, join the process group, stop together (used by
+`mirkit train` and `mirkit index`).
 
 `mirkit train --nproc-per-node N` starts N ranks through torch.distributed's elastic
 launcher (the engine behind `torchrun --standalone`); under a user's own `torchrun` the

@@ -280,8 +280,9 @@ def build_index(
             batch_size,
             run.tabular(catalog),
             share=(world.rank, world.size),
-            on_batch=lambda n: bar.update(task, advance=n * world.size),
+            on_batch=lambda n: bar.update(task, advance=n * world.size),  # about
         )
+        bar.update(task, completed=max(todo, 0))
     embeddings = all_reduce_sum(world, table).cpu().numpy()
     if previous is not None:
         embeddings[:first_new] = previous.embeddings[:first_new]

@@ -2,7 +2,7 @@
 
 setup (world, shards, split, model, data) -> for each epoch: steps, validation,
 checkpoints -> curves and summary. How a batch becomes a loss is `objectives.py`; which
-model and inputs, `resolve.py`; ranks and stop signals, `distributed.py`.
+model and inputs, `resolve.py`; ranks and stop signals, `mirkit/distributed.py`.
 
 Every rank runs the same number of steps (fixed from the index, not from the data a rank
 happens to read), so collectives never wait on a rank that ran out of data. A stop signal
