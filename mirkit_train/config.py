@@ -44,6 +44,7 @@ class TrainConfig:
     exclude_seen: bool = False
     early_stopping: int = 0  # epochs without a better NDCG@10; 0 = never stop early
     resume: bool = False
+    init_from: str | None = None  # a run whose best model's matching weights start this one
     shard_urls: tuple[str, ...] = ()  # () = the shards directory's own files
 
     def to_dict(self) -> dict:

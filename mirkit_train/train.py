@@ -136,6 +136,9 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
     model.item_tower.set_warm_items(torch.from_numpy(warm.astype(np.int64)).to(device))
     counts = np.bincount(np.asarray(split.plays.items)[split.train_rows], minlength=n_items + 1)
     log_pop = torch.from_numpy(np.log((counts + 1) / (counts + 1).sum())).float().to(device)
+    if cfg.init_from:
+        copied = init_from_run(model, Path(cfg.init_from), device)
+        logger.info("started from %s: %d weight tensors copied", cfg.init_from, copied)
     step_loss = TrainingStep(model, path, loss_name, log_pop, cfg, tabular)
     if world.distributed:
         # 1x1 convolutions' weight gradients have size-1 dimensions whose strides differ
@@ -397,6 +400,21 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
         "items": n_items,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def init_from_run(model: TwoTower, run: Path, device: torch.device) -> int:
+    """Copy every tensor of `run`'s best model whose name and shape match; the rest keeps
+    its initialisation. Returns how many tensors were copied."""
+    weights = run / "model" / "model.pt"
+    if not weights.exists():
+        raise TrainingError(f"--init-from {run}: {weights} does not exist (train that run first)")
+    state = torch.load(weights, map_location=device, weights_only=True)
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise TrainingError(f"--init-from {run}: no weight matches this model (other sizes?)")
+    model.load_state_dict(matched, strict=False)
+    return len(matched)
 
 
 def lr_lambda(warmup: int, total: int):

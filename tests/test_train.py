@@ -234,3 +234,23 @@ def test_shard_names_in_a_manifest_cannot_run_commands(tiny_shards, tmp_path):
     with pytest.raises(ValueError, match="refusing shard name"):
         train(config(evil, tmp_path / "run", epochs=1, max_steps_per_epoch=1))
     assert not marker.exists()
+
+
+def test_init_from_copies_the_matching_weights_of_another_run(tiny_shards, tmp_path):
+    from mirkit_train.train import init_from_run
+
+    source = tmp_path / "ids"
+    train(config(tiny_shards, source, modalities=("id",), epochs=1, batch_size=4))
+    trained = TwoTower.load(source / "model")
+    model = TwoTower(
+        ModelConfig.from_dict(
+            json.loads((source / "model" / "model.json").read_text())["config"]
+        ).with_modalities(("audio", "id")),
+        N_ITEMS,
+    )
+    copied = init_from_run(model, source, torch.device("cpu"))
+    assert copied > 10
+    for name, value in trained.user_tower.state_dict().items():
+        assert torch.equal(model.user_tower.state_dict()[name], value), name
+    with pytest.raises(TrainingError, match="does not exist"):
+        init_from_run(model, tmp_path / "nothing", torch.device("cpu"))

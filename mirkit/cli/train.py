@@ -30,6 +30,8 @@ HELP = {
     "shard_urls": "Comma-separated shard URLs (local paths or webdataset URLs such as "
     "pipe: commands) instead of the shards directory's own files.",
     "resume": "Continue from the run's checkpoints/last.pt.",
+    "init_from": "Start from another run's best model: every weight whose name and shape "
+    "match (e.g. the user tower and id table of an id-only run) is copied.",
     "early_stopping": "Stop after this many epochs without a better NDCG@10 (0: never).",
 }
 
