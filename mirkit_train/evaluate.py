@@ -1,7 +1,8 @@
 """Validation by full ranking over the catalogue, beside the most-popular baseline.
 
-With several ranks each embeds 1/W of the catalogue and ranks 1/W of the targets; the
-pieces are gathered so that every rank holds the same table and the same report."""
+With several ranks each ranks 1/W of the targets (the catalogue table, embedded 1/W per
+rank by `mirkit.index.embed_catalogue`, is summed by the loop); the ranks are gathered
+so that every rank holds the same report."""
 
 from __future__ import annotations
 
@@ -9,29 +10,10 @@ import numpy as np
 import torch
 
 from mirkit.baselines import popularity
-from mirkit.data.content import InputSpec
 from mirkit.data.plays import Split
-from mirkit.distributed import ONE_PROCESS, World, all_gather_objects, all_reduce_sum
-from mirkit.index import embed_catalogue as embed_items
+from mirkit.distributed import ONE_PROCESS, World, all_gather_objects
 from mirkit.metrics import rank_in_blocks, ranking_report
 from mirkit.models.two_tower import TwoTower
-
-
-def embed_catalogue(
-    model: TwoTower,
-    n_items: int,
-    urls: list[str],
-    spec: InputSpec,
-    device: torch.device,
-    batch_size: int = 64,
-    tabular: np.ndarray | None = None,
-    world: World = ONE_PROCESS,
-) -> torch.Tensor:
-    """The library's catalogue embedding, each rank embedding its share."""
-    table = embed_items(
-        model, n_items, urls, spec, device, batch_size, tabular, (world.rank, world.size)
-    )
-    return all_reduce_sum(world, table)
 
 
 @torch.no_grad()

@@ -36,16 +36,18 @@ from mirkit.distributed import (
     StopRequests,
     World,
     all_gather_objects,
+    all_reduce_sum,
     any_rank,
     join,
     launch,
     leave,
     weights_checksum,
 )
+from mirkit.index import embed_catalogue
 from mirkit.models.two_tower import TwoTower
 from mirkit.shards.manifest import load_manifest
 from mirkit_train.config import TrainConfig
-from mirkit_train.evaluate import embed_catalogue, evaluate, validation_rows
+from mirkit_train.evaluate import evaluate, validation_rows
 from mirkit_train.item_major import ItemMajorStream, item_major_loader, steps_per_epoch
 from mirkit_train.objectives import TrainingStep
 from mirkit_train.resolve import TrainingError, check_resumable, choose_path, resolve_model
@@ -345,7 +347,9 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
                 break
 
             # --- validation (split across ranks), checkpoints ---
-            table = embed_catalogue(model, n_items, urls, spec, device, 64, tabular, world)
+            share = (world.rank, world.size)
+            table = embed_catalogue(model, n_items, urls, spec, device, 64, tabular, share)
+            table = all_reduce_sum(world, table)
             report = evaluate(
                 model, split, val_rows, table, n_items, max_len, cfg.exclude_seen, world=world
             )

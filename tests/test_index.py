@@ -15,12 +15,18 @@ from click.testing import CliRunner
 
 from mirkit.cli import main
 from mirkit.data.content import local_shard_urls
-from mirkit.index import INDEX_FILE, IndexMismatch, ItemIndex, build_index, exact_top_k
+from mirkit.index import (
+    INDEX_FILE,
+    IndexMismatch,
+    ItemIndex,
+    build_index,
+    embed_catalogue,
+    exact_top_k,
+)
 from mirkit.recommend import Recommender
 from mirkit.runs import RunError, TrainedRun
 from mirkit.shards.build import build_shards
 from mirkit_train.config import TrainConfig
-from mirkit_train.evaluate import embed_catalogue
 from mirkit_train.train import train
 from tests.conftest import corpus_inputs, options
 from tests.test_train import config

@@ -13,11 +13,11 @@ import torch
 
 from mirkit.data.content import InputSpec, local_shard_urls
 from mirkit.data.plays import SplitConfig, load_plays, make_split
+from mirkit.index import embed_catalogue
 from mirkit.models.config import ModelConfig
 from mirkit.models.two_tower import TwoTower
 from mirkit.shards.manifest import ShardsError, load_manifest
 from mirkit_train.config import TrainConfig
-from mirkit_train.evaluate import embed_catalogue
 from mirkit_train.item_major import ItemMajorStream, emission_rates
 from mirkit_train.train import TrainingError, train
 from mirkit_train.user_major import windows

@@ -21,11 +21,12 @@ import torch
 
 from mirkit import log
 from mirkit.data.plays import SplitConfig, load_plays, make_split
+from mirkit.index import embed_catalogue
 from mirkit.models.two_tower import TwoTower
 from mirkit.shards.build import BuildInputs, BuildOptions, build_shards
 from mirkit.shards.manifest import load_manifest
 from mirkit_train.config import TrainConfig
-from mirkit_train.evaluate import embed_catalogue, evaluate
+from mirkit_train.evaluate import evaluate
 from mirkit_train.train import train
 
 PUBLISHED = {  # HR@10, NDCG@10, HR@20, NDCG@20
