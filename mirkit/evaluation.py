@@ -108,20 +108,22 @@ def baseline_ranks(
 
 
 @torch.no_grad()
+def run_users(run: TrainedRun, targets: Targets) -> tuple[torch.Tensor, ItemIndex]:
+    """The run's user embeddings at every target [T, dim], and its index."""
+    index = ItemIndex.load(run.path / INDEX_FILE)
+    tower = run.load_user_tower()
+    histories = np.stack([targets.split.history(int(r), tower.max_len) for r in targets.rows])
+    if not len(histories):
+        return torch.zeros(0, index.embeddings.shape[1]), index
+    blocks = range(0, len(histories), 512)
+    return torch.cat([tower(torch.from_numpy(histories[s : s + 512])) for s in blocks]), index
+
+
 def run_ranks(
     run: TrainedRun, targets: Targets, exclude_seen: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ranks, top-K lists) of a trained run, from its user tower and its index."""
-    index = ItemIndex.load(run.path / INDEX_FILE)
-    tower = run.load_user_tower()
-    histories = np.stack([targets.split.history(int(r), tower.max_len) for r in targets.rows])
-    users = (
-        torch.cat(
-            [tower(torch.from_numpy(histories[s : s + 512])) for s in range(0, len(histories), 512)]
-        )
-        if len(histories)
-        else torch.zeros(0, index.embeddings.shape[1])
-    )
+    users, index = run_users(run, targets)
     items = torch.from_numpy(index.embeddings[: run.n_items + 1])
     exclude = None
     if exclude_seen:
@@ -284,11 +286,8 @@ def evaluate_run(
 
 def _sampled(run: TrainedRun, targets: Targets, negatives: int) -> dict:
     """The sampled protocol for the run and most-popular (labelled as such)."""
-    index = ItemIndex.load(run.path / INDEX_FILE)
-    tower = run.load_user_tower()
-    with torch.no_grad():
-        histories = np.stack([targets.split.history(int(r), tower.max_len) for r in targets.rows])
-        users = tower(torch.from_numpy(histories)).numpy()
+    vectors, index = run_users(run, targets)
+    users = vectors.numpy()
     n = len(targets.train_counts) - 1
     pop = popularity(np.asarray(targets.split.plays.items)[targets.split.train_rows], n)
     model = sampled_ranks(lambda r, ids: index.embeddings[ids] @ users[r], targets, negatives)

@@ -21,14 +21,18 @@ def test_make_demo_runs_the_whole_job_and_reuses_it(tmp_path):
     for name in ("Makefile", "configs", "tools", ".venv", "pyproject.toml", "uv.lock"):
         (tmp_path / name).symlink_to(ROOT / name)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    first = subprocess.run(
-        ["make", "demo", "PRESET=tiny"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+
+    def make_demo() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["make", "demo", "PRESET=tiny"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+
+    first = make_demo()
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     output = first.stdout + first.stderr
     for expected in ("Top 10 for user_000001", "make demo (tiny)", "oracle ceiling", "time: train"):
@@ -41,14 +45,7 @@ def test_make_demo_runs_the_whole_job_and_reuses_it(tmp_path):
         "runs/tiny/eval-test.md",
     ):
         assert (tmp_path / artefact).exists(), artefact
-    again = subprocess.run(
-        ["make", "demo", "PRESET=tiny"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    again = make_demo()
     assert again.returncode == 0
     assert "mirkit --config configs/tiny.toml train" not in again.stdout  # reused
 
