@@ -9,6 +9,10 @@ CONFIG := configs/$(PRESET).toml
 DATA := data/$(PRESET)
 SHARDS := shards/$(PRESET)
 RUN := runs/$(PRESET)
+# the multimodal run starts from an id-only run and trains only the content part
+# (docs/design.md, "The multimodal recipe"); the id-only run is also its baseline
+RUN_IDS := runs/$(PRESET)-ids
+IDS_OPTIONS := --modalities id --lr 0.003 --epochs 20 --max-steps-per-epoch 0 --early-stopping 5
 # `make recommend USER=user_000232`; the USER of the environment (your login) is ignored
 DEFAULT_LISTENER := $(if $(filter tiny,$(PRESET)),user_000001,user_000232)
 LISTENER := $(if $(filter command line,$(origin USER)),$(USER),$(DEFAULT_LISTENER))
@@ -48,18 +52,24 @@ clean-data:
 
 train: $(RUN)/model/model.pt
 
-$(RUN)/model/model.pt: $(SHARDS)/manifest.json | setup
-	$(TIMED) train $(BIN)/mirkit --config $(CONFIG) train
+$(RUN_IDS)/model/model.pt: $(SHARDS)/manifest.json | setup
+	$(TIMED) train-ids $(BIN)/mirkit --config $(CONFIG) train --run $(RUN_IDS) $(IDS_OPTIONS)
+
+$(RUN)/model/model.pt: $(RUN_IDS)/model/model.pt | setup
+	$(TIMED) train $(BIN)/mirkit --config $(CONFIG) train --init-from $(RUN_IDS) --freeze user_tower
 
 index: $(RUN)/index.h5
 
 $(RUN)/index.h5: $(RUN)/model/model.pt | setup
 	$(TIMED) index $(BIN)/mirkit index --run $(RUN)
 
+$(RUN_IDS)/index.h5: $(RUN_IDS)/model/model.pt | setup
+	$(BIN)/mirkit index --run $(RUN_IDS)
+
 eval: $(RUN)/eval-test.json
 
-$(RUN)/eval-test.json: $(RUN)/index.h5 | setup
-	$(TIMED) eval $(BIN)/mirkit eval --run $(RUN)
+$(RUN)/eval-test.json: $(RUN)/index.h5 $(RUN_IDS)/index.h5 | setup
+	$(TIMED) eval $(BIN)/mirkit eval --run $(RUN) --baseline $(RUN_IDS)
 
 recommend: $(RUN)/index.h5 | setup
 	$(BIN)/mirkit recommend $(LISTENER) --run $(RUN)

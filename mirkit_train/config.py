@@ -27,6 +27,7 @@ class TrainConfig:
     contexts: int = 4  # K histories per item (item-major)
     items_per_batch: int = 64  # M distinct items per batch and rank (item-major)
     emission_cap: float = 8.0  # max expected emissions of one item per pass
+    align_weight: float = 1.0  # content-to-id alignment loss (models with content and ids)
     batch_size: int = 128  # sequences per batch (user-major)
     sampled_negatives: int = 512
     epochs: int = 10
@@ -45,6 +46,7 @@ class TrainConfig:
     early_stopping: int = 0  # epochs without a better NDCG@10; 0 = never stop early
     resume: bool = False
     init_from: str | None = None  # a run whose best model's matching weights start this one
+    freeze: tuple[str, ...] = ()  # parts kept as they start, e.g. user_tower (with --init-from)
     shard_urls: tuple[str, ...] = ()  # () = the shards directory's own files
 
     def to_dict(self) -> dict:

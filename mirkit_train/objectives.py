@@ -69,15 +69,31 @@ def user_major_loss(
 def item_major_loss(
     model: TwoTower, batch: ItemMajorBatch, cfg: TrainConfig, device: torch.device
 ) -> tuple[torch.Tensor, int]:
+    """In-batch InfoNCE of the K histories of each of the M items against the items of
+    all ranks; for models with content and ids, plus `align_weight` x an InfoNCE that
+    asks each item's content part to find the item's own (detached) id row among the
+    batch's: what lets a cold item, which has only content, land where its warm
+    neighbours' ids are."""
     m, k, length = batch.histories.shape
     users = model.users(batch.histories.view(m * k, length).to(device))
-    items = model.items(batch.items.to(device))
-    ids = batch.items.item_ids.to(device)
+    items_batch = batch.items.to(device)
+    ids = items_batch.item_ids
+    tower = model.item_tower
+    align = None
+    if tower.id_table is not None and tower.content_modalities and cfg.align_weight > 0:
+        content, _ = tower.content_part(items_batch)
+        own, keep = tower.id_part(ids)
+        items = tower.combine(own, keep, content)
+        diagonal = torch.arange(m, device=device)
+        align = info_nce(content, own.detach(), diagonal, ids, ids, model.temperature())
+    else:
+        items = model.items(items_batch)
     labels = torch.arange(m, device=device).repeat_interleave(k)
     log_q = batch.log_q.to(device).float() if cfg.logq else None
-    return gathered_info_nce(
-        users, items, labels, ids[labels], ids, model.temperature(), log_q
-    ), m * k
+    value = gathered_info_nce(users, items, labels, ids[labels], ids, model.temperature(), log_q)
+    if align is not None:
+        value = value + cfg.align_weight * align
+    return value, m * k
 
 
 class TrainingStep(nn.Module):

@@ -141,6 +141,9 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
     if cfg.init_from:
         copied = init_from_run(model, Path(cfg.init_from), device)
         logger.info("started from %s: %d weight tensors copied", cfg.init_from, copied)
+    frozen = freeze(model, cfg.freeze)
+    if frozen:
+        logger.info("kept fixed: %d weight tensors (%s)", frozen, ", ".join(cfg.freeze))
     step_loss = TrainingStep(model, path, loss_name, log_pop, cfg, tabular)
     if world.distributed:
         # 1x1 convolutions' weight gradients have size-1 dimensions whose strides differ
@@ -419,6 +422,23 @@ def init_from_run(model: TwoTower, run: Path, device: torch.device) -> int:
         raise TrainingError(f"--init-from {run}: no weight matches this model (other sizes?)")
     model.load_state_dict(matched, strict=False)
     return len(matched)
+
+
+def freeze(model: TwoTower, parts: tuple[str, ...]) -> int:
+    """Stop training every parameter whose name starts with one of `parts` (a shared
+    tensor is frozen under all its names). Returns how many tensors were frozen."""
+    names = dict(model.named_parameters(remove_duplicate=False))
+    unknown = [p for p in parts if not any(n.startswith(p) for n in names)]
+    if unknown:
+        top = sorted({n.split(".")[0] for n in names})
+        raise TrainingError(
+            f"--freeze {','.join(unknown)}: no such part of this model (its parts: "
+            f"{', '.join(top)}; deeper names such as item_tower.audio work too)"
+        )
+    frozen = {id(p): p for n, p in names.items() if n.startswith(tuple(parts))}
+    for p in frozen.values():
+        p.requires_grad_(False)
+    return len(frozen)
 
 
 def lr_lambda(warmup: int, total: int):

@@ -130,6 +130,8 @@ def test_id_only_model_is_plain_sasrec():
     out = m.items(b)
     assert torch.allclose(out[0], out[2]) and not torch.allclose(out[0], out[1])
     assert m.user_tower.id_table is m.item_tower.id_table  # one table, shared
+    rows = F.normalize(m.user_tower.id_table.weight[[3, 4, 3]], dim=-1)
+    assert torch.allclose(out, rows)  # the item is its (normalised) id row, no fusion layer
 
 
 def naive_info_nce(users, items, labels, row_ids, col_ids, scale, log_q=None):
@@ -300,3 +302,18 @@ def test_baselines_on_a_toy_log():
     assert np.argsort(-own)[:3].tolist() == [3, 2, 1]
     last = last_played(np.array([3, 2]), pop)
     assert np.argsort(-last)[:2].tolist() == [2, 1]
+
+
+def test_warm_items_are_their_id_row_plus_weighted_content():
+    m = model()
+    b = batch()
+    tower = m.item_tower.eval()
+    with torch.no_grad():
+        content, _ = tower.content_part(b)
+        own = F.normalize(tower.id_table(b.item_ids), dim=-1)
+        tower.log_content_weight.fill_(-30.0)  # no content: the id-only model's embedding
+        assert torch.allclose(m.items(b), own, atol=1e-5)
+        tower.log_content_weight.fill_(0.0)  # equal weights: halfway between the parts
+        assert torch.allclose(m.items(b), F.normalize(own + content, dim=-1), atol=1e-5)
+        tower.set_warm_items(torch.tensor([], dtype=torch.long))  # cold: content alone
+        assert torch.allclose(m.items(b), content, atol=1e-5)

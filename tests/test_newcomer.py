@@ -41,6 +41,7 @@ def test_make_demo_runs_the_whole_job_and_reuses_it(tmp_path):
         "data/tiny/truth.json",
         "shards/tiny/manifest.json",
         "runs/tiny/model/model.pt",
+        "runs/tiny-ids/model/model.pt",
         "runs/tiny/index.h5",
         "runs/tiny/eval-test.md",
     ):

@@ -254,3 +254,75 @@ def test_init_from_copies_the_matching_weights_of_another_run(tiny_shards, tmp_p
         assert torch.equal(model.user_tower.state_dict()[name], value), name
     with pytest.raises(TrainingError, match="does not exist"):
         init_from_run(model, tmp_path / "nothing", torch.device("cpu"))
+
+
+def test_freeze_keeps_the_warm_started_user_tower_and_trains_the_content(tiny_shards, tmp_path):
+    source = tmp_path / "ids"
+    train(config(tiny_shards, source, modalities=("id",), epochs=1, batch_size=4))
+    run = tmp_path / "content"
+    train(
+        config(
+            tiny_shards,
+            run,
+            modalities=("audio", "id"),
+            epochs=1,
+            init_from=str(source),
+            freeze=("user_tower",),
+        )
+    )
+    before, after = TwoTower.load(source / "model"), TwoTower.load(run / "model")
+    for name, value in before.user_tower.state_dict().items():
+        assert torch.equal(after.user_tower.state_dict()[name], value), name
+    assert after.item_tower.id_table is after.user_tower.id_table  # frozen through sharing
+    fresh = TwoTower(after.config, N_ITEMS)
+    assert not torch.equal(
+        after.item_tower.project["audio"].weight, fresh.item_tower.project["audio"].weight
+    )
+    with pytest.raises(TrainingError, match="no such part"):
+        train(config(tiny_shards, tmp_path / "bad", modalities=("id",), freeze=("user_towr",)))
+
+
+def test_the_alignment_term_asks_content_to_find_its_own_detached_id_row(tiny_shards, tmp_path):
+    from mirkit.models.config import PRESETS
+    from mirkit.models.item_tower import ItemBatch
+    from mirkit.models.losses import info_nce
+    from mirkit_train.item_major import ItemMajorBatch
+    from mirkit_train.objectives import item_major_loss
+
+    torch.manual_seed(0)
+    model = TwoTower(PRESETS["small"].with_modalities(("audio", "id")), N_ITEMS).eval()
+    m, k = 6, 3
+    items = ItemBatch(
+        item_ids=torch.arange(1, m + 1),
+        mel=torch.randn(m, 128, 64) * 10 - 40,
+        mel_frames=torch.full((m,), 64),
+    )
+    batch = ItemMajorBatch(
+        items=items,
+        histories=torch.randint(1, N_ITEMS + 1, (m, k, 10)),
+        target_rows=torch.zeros(m, k, dtype=torch.long),
+        log_q=torch.full((m,), -3.0),
+    )
+    cfg = config(tiny_shards, tmp_path / "unused")
+    without, _ = item_major_loss(model, batch, config(tiny_shards, tmp_path, align_weight=0), "cpu")
+    with_align, _ = item_major_loss(model, batch, cfg, torch.device("cpu"))
+    content, _ = model.item_tower.content_part(items)
+    own = torch.nn.functional.normalize(model.item_tower.id_table(items.item_ids), dim=-1)
+    diagonal = torch.arange(m)
+    expected = info_nce(content, own, diagonal, items.item_ids, items.item_ids, model.temperature())
+    assert torch.allclose(with_align - without, cfg.align_weight * expected, atol=1e-5)
+    grads = []
+    for weight in (0.0, 1.0):  # the alignment moves the content part, never the ids
+        model.zero_grad()
+        loss, _ = item_major_loss(
+            model, batch, config(tiny_shards, tmp_path, align_weight=weight), "cpu"
+        )
+        loss.backward()
+        grads.append(
+            (
+                model.user_tower.id_table.weight.grad.clone(),
+                model.item_tower.project["audio"].weight.grad.clone(),
+            )
+        )
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-7)
+    assert not torch.allclose(grads[0][1], grads[1][1], atol=1e-5)

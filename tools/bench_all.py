@@ -39,6 +39,14 @@ def benchmarks(preset: str) -> dict[str, list[str]]:
             "--out",
             "/tmp/mirkit-seqrec",
         ],
+        "seqrec-beauty": [
+            *py,
+            "tools/reproduce_seqrec.py",
+            "../shared/data/seqrec/Beauty.txt",
+            "--out",
+            "/tmp/mirkit-seqrec",
+            *("--lr", "3e-3", "--dropout", "0.3", "--epochs", "20", "--batch-size", "128"),
+        ],
     }
 
 
@@ -71,7 +79,7 @@ def replace_section(text: str, name: str, body: str) -> str:
 @click.command()
 @click.option("--preset", default="demo", show_default=True)
 @click.option("--only", multiple=True, help="Run only these benchmarks (repeatable).")
-@click.option("--seqrec", is_flag=True, help="Also the LastFM id-only reproduction.")
+@click.option("--seqrec", is_flag=True, help="Also the id-only reproductions (LastFM, Beauty).")
 def main(preset: str, only: tuple[str, ...], seqrec: bool) -> None:
     path = ROOT / "BENCHMARKS.md"
     header = machine()

@@ -40,7 +40,7 @@ def main(preset: str) -> None:
             f"{model['NDCG@10']:.4f} / {model['Recall@10']:.4f}",
         ),
     ]
-    for baseline in ("most-popular", "user most-played", "last-played"):
+    for baseline in (f"{run.name}-ids", "most-popular", "user most-played", "last-played"):
         values = metrics[baseline]["all"]
         rows.append((f"  {baseline}", f"{values['NDCG@10']:.4f} / {values['Recall@10']:.4f}"))
     rows.append(
@@ -49,7 +49,7 @@ def main(preset: str) -> None:
             f"{oracle['NDCG@10']:.4f} / {oracle['Recall@10']:.4f}",
         )
     )
-    for stage in ("corpus", "shards", "train", "index", "eval"):
+    for stage in ("corpus", "shards", "train-ids", "train", "index", "eval"):
         rows.append((f"time: {stage}", times.get(stage, "reused (built before)")))
     log.summary(f"make demo ({preset})", rows)
 

@@ -1,8 +1,9 @@
 """Reproduce the published full-ranking numbers of SASRec on the S3-Rec benchmarks with
 mirkit's id-only model (the user tower, the loss and the evaluation on their own).
 
-    .venv/bin/python tools/reproduce_seqrec.py ../shared/data/seqrec/LastFM.txt \
-        --epochs 40 --out /tmp/seqrec
+    .venv/bin/python tools/reproduce_seqrec.py ../shared/data/seqrec/LastFM.txt --out /tmp/seqrec
+    .venv/bin/python tools/reproduce_seqrec.py ../shared/data/seqrec/Beauty.txt --out /tmp/seqrec \
+        --lr 3e-3 --dropout 0.3 --epochs 20 --batch-size 128
 
 Protocol of the published table (../shared/data/README.md): leave-one-out (last item =
 test, second last = validation), full ranking over all items, items of the user's own
@@ -46,12 +47,12 @@ PUBLISHED = {  # HR@10, NDCG@10, HR@20, NDCG@20
 @click.command()
 @click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--epochs", type=int, default=60)
+@click.option("--epochs", type=int, default=100)
 @click.option("--loss", default="full-softmax")
 @click.option("--logq/--no-logq", default=True)
-@click.option("--lr", type=float, default=1e-2)
+@click.option("--lr", type=float, default=1e-3)
 @click.option("--batch-size", type=int, default=64)
-@click.option("--dropout", type=float, default=0.1)
+@click.option("--dropout", type=float, default=0.2)
 def main(
     data: Path,
     out: Path,

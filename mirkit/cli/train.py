@@ -32,6 +32,9 @@ HELP = {
     "resume": "Continue from the run's checkpoints/last.pt.",
     "init_from": "Start from another run's best model: every weight whose name and shape "
     "match (e.g. the user tower and id table of an id-only run) is copied.",
+    "freeze": "Comma-separated model parts whose weights stay as they start (names of "
+    "parameters start with them), e.g. user_tower (which holds the shared id table) to "
+    "train only the content part of a model warm-started with --init-from.",
     "early_stopping": "Stop after this many epochs without a better NDCG@10 (0: never).",
 }
 
@@ -109,7 +112,8 @@ def train(nproc_per_node: int, **options) -> None:
     from mirkit_train.config import TrainConfig
     from mirkit_train.train import train as run_training
 
-    for key in ("modalities", "shard_urls"):
-        options[key] = tuple(x for x in options[key].split(",") if x)
+    for f in dataclasses.fields(TrainConfig):
+        if str(f.type).startswith("tuple"):
+            options[f.name] = tuple(x for x in options[f.name].split(",") if x)
     summary = run_training(TrainConfig(**options), nproc_per_node, log.verbosity())
     log.summary(f"training run {summary['run']}", summary.items())

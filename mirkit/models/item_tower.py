@@ -1,15 +1,21 @@
-"""The multimodal item tower: per-modality encoders -> tokens -> cross-attention fusion.
+"""The multimodal item tower: per-modality encoders -> tokens -> cross-attention fusion,
+plus the item's own id embedding.
 
 Each encoder returns a short sequence of tokens and a mask; tokens are projected to the
 shared width and tagged with a modality embedding; a learned item query attends over all
-of them (missing modalities masked) and the result is projected and L2-normalised. A
-learned "no content" token is always present, so an item with nothing usable still gets
-a defined embedding, and the attention mass per modality explains what the item was
-embedded from.
+of them (missing modalities masked); the result is projected and L2-normalised: the
+content part. A learned "no content" token is always present, so an item with nothing
+usable still gets a defined embedding. With the id modality the item embedding is
+normalise(id part + w * content part), both parts unit vectors and w learned; cold items
+(and, in training, a random `id_dropout` share of items) have no id part, so content
+alone must place them (DropoutNet's recipe). Without content the item is its id row,
+as in SASRec. The attention mass per modality, weighted by the parts' shares, explains
+what an item was embedded from.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -19,8 +25,9 @@ from torch import nn
 from mirkit.models.config import ModelConfig
 from mirkit.models.resnet import AudioEncoder, ImageEncoder
 from mirkit.models.text import TextEncoder
+from mirkit.models.user_tower import id_embedding
 
-TOKEN_KINDS = ("audio", "lyrics", "cover", "tabular", "id", "none")
+TOKEN_KINDS = ("audio", "lyrics", "cover", "tabular", "none")
 
 
 @dataclass
@@ -77,26 +84,31 @@ class ItemTower(nn.Module):
         self.config = config
         d = config.dim
         m = set(config.modalities)
+        self.content_modalities = m & {"audio", "lyrics", "cover", "tabular"}
+        self.register_buffer("warm", torch.ones(n_items + 2, dtype=torch.bool))
+        self.id_table = None
+        if "id" in m:
+            self.id_table = id_table if id_table is not None else id_embedding(n_items, d)
+        self.ids_only = not self.content_modalities
         self.audio = AudioEncoder(config.audio) if "audio" in m else None
         self.text = TextEncoder(config.text, vocab_size) if "lyrics" in m else None
         self.image = ImageEncoder(config.image, config.image_weights) if "cover" in m else None
+        if self.ids_only:
+            # nothing to fuse: the item is its id row, as in SASRec (a fusion layer over
+            # the id token alone learned markedly slower; docs/design.md)
+            return
         self.project = nn.ModuleDict()
         for name, encoder in (("audio", self.audio), ("lyrics", self.text), ("cover", self.image)):
             if encoder is not None:
                 self.project[name] = nn.Linear(encoder.width, d)
         if "tabular" in m:
             self.project["tabular"] = nn.Linear(max(1, config.n_tabular), d)
-        self.id_table = None
-        if "id" in m:
-            self.id_table = (
-                id_table if id_table is not None else nn.Embedding(n_items + 2, d, padding_idx=0)
-            )
-            self.project["id"] = nn.Linear(self.id_table.embedding_dim, d)
-        self.register_buffer("warm", torch.ones(n_items + 2, dtype=torch.bool))
+        # the content part's weight beside the id part (both unit vectors): starts
+        # small, so a model warm-started from an id-only run begins as that run
+        self.log_content_weight = nn.Parameter(torch.tensor(math.log(0.25)))
         # token-kind embeddings start small, so that at initialisation the tokens' own
         # content (e.g. the item id) and not the shared kind tag dominates the fused
-        # embedding; with N(0, 1) kinds every item started almost identical and id-only
-        # item-major training collapsed to a constant item embedding
+        # embedding; with N(0, 1) kinds every item started almost identical
         self.kind = nn.Embedding(len(TOKEN_KINDS), d)
         nn.init.normal_(self.kind.weight, std=0.02)
         self.none_token = nn.Parameter(torch.zeros(d))
@@ -106,7 +118,6 @@ class ItemTower(nn.Module):
         )
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, d)
-        self.content_modalities = m & {"audio", "lyrics", "cover", "tabular"}
 
     def set_warm_items(self, item_ids: torch.Tensor) -> None:
         """Items whose id embedding was trained (they had training plays): others (cold
@@ -140,12 +151,6 @@ class ItemTower(nn.Module):
                 batch.tabular[:, None, :],
                 torch.ones(n, 1, dtype=torch.bool, device=batch.item_ids.device),
             )
-        if self.id_table is not None:
-            ids = batch.item_ids.clamp(max=self.warm.shape[0] - 1)
-            keep = self.warm[ids]
-            if self.training and self.content_modalities and self.config.id_dropout > 0:
-                keep = keep & (torch.rand(n, device=ids.device) >= self.config.id_dropout)
-            add("id", self.id_table(ids)[:, None, :], keep[:, None])
         add(
             "none",
             self.none_token.expand(n, 1, -1),
@@ -153,11 +158,11 @@ class ItemTower(nn.Module):
         )
         return tokens, masks, kinds
 
-    def encode(
+    def content_part(
         self, batch: ItemBatch, explain: bool = False
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
-        """Embeddings [M, dim] (L2-normalised), and with `explain` the attention mass per
-        token kind [M] for each kind."""
+        """The fused content [M, dim] (unit vectors), and with `explain` the attention
+        mass per token kind [M]."""
         tokens, masks, kinds = self._tokens(batch)
         keys = torch.cat(tokens, dim=1)
         mask = torch.cat(masks, dim=1)
@@ -165,14 +170,48 @@ class ItemTower(nn.Module):
         fused, weights = self.attention(
             query, keys, keys, key_padding_mask=~mask, need_weights=explain
         )
-        embedding = F.normalize(self.head(self.norm(fused[:, 0])), dim=-1)
+        content = F.normalize(self.head(self.norm(fused[:, 0])), dim=-1)
         if not explain:
-            return embedding, None
+            return content, None
         mass = {}
         for kind in dict.fromkeys(kinds):
             columns = torch.tensor([k == kind for k in kinds], device=keys.device)
             mass[kind] = weights[:, 0, columns].sum(dim=1)
-        return embedding, mass
+        return content, mass
+
+    def id_part(self, item_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The id rows [M, dim] (unit vectors) and where they count [M] (1.0: warm and,
+        in training, not dropped)."""
+        ids = item_ids.clamp(max=self.warm.shape[0] - 1)
+        keep = self.warm[ids].float()
+        if self.training and self.content_modalities and self.config.id_dropout > 0:
+            keep = keep * (torch.rand(len(ids), device=ids.device) >= self.config.id_dropout)
+        return F.normalize(self.id_table(ids), dim=-1), keep
+
+    def combine(self, own: torch.Tensor, keep: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+        """normalise(id part + w * content part): the item embeddings [M, dim]."""
+        alpha = self.log_content_weight.exp()
+        return F.normalize(keep[:, None] * own.to(content.dtype) + alpha * content, dim=-1)
+
+    def encode(
+        self, batch: ItemBatch, explain: bool = False
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        """Embeddings [M, dim] (L2-normalised), and with `explain` the share of each token
+        kind and of the id [M] (they sum to 1)."""
+        if self.id_table is not None:
+            own, keep = self.id_part(batch.item_ids)
+            if self.ids_only:
+                return own, {"id": torch.ones_like(keep)} if explain else None
+        content, mass = self.content_part(batch, explain)
+        if self.id_table is None:
+            return content, mass
+        embedding = self.combine(own, keep, content)
+        if not explain:
+            return embedding, None
+        alpha = self.log_content_weight.exp()
+        content_share = alpha / (keep + alpha)
+        shares = {kind: m * content_share for kind, m in mass.items()}
+        return embedding, {"id": 1 - content_share} | shares
 
     def forward(self, batch: ItemBatch) -> torch.Tensor:
         """Embeddings [M, dim]; items that occur several times are encoded once."""

@@ -11,7 +11,7 @@ from torch import nn
 from mirkit.models.config import ModelConfig
 from mirkit.models.item_tower import ItemBatch, ItemTower
 from mirkit.models.losses import LearnedTemperature
-from mirkit.models.user_tower import SASRec
+from mirkit.models.user_tower import SASRec, id_embedding
 
 WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "model.json"
@@ -28,7 +28,7 @@ class TwoTower(nn.Module):
         self.config, self.n_items, self.vocab_size = config, n_items, vocab_size
         shared = None
         if config.share_id_table and "id" in config.modalities:
-            shared = nn.Embedding(n_items + 2, config.dim, padding_idx=0)
+            shared = id_embedding(n_items, config.dim)
         self.user_tower = SASRec(
             n_items,
             config.dim,

@@ -12,6 +12,18 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def id_embedding(n_items: int, dim: int) -> nn.Embedding:
+    """The item id table (rows 0 = padding, n_items + 1 = out of vocabulary). Small
+    initial rows: scores are cosines, and under Adam a row's angle moves about lr / norm
+    per step, so N(0, 1) rows (norm ~ sqrt(dim)) learned several times slower (measured
+    in docs/design.md)."""
+    table = nn.Embedding(n_items + 2, dim, padding_idx=0)
+    nn.init.normal_(table.weight, std=0.02)
+    with torch.no_grad():
+        table.weight[0].zero_()
+    return table
+
+
 class SASRec(nn.Module):
     def __init__(
         self,
@@ -27,11 +39,9 @@ class SASRec(nn.Module):
         super().__init__()
         self.n_items = n_items
         self.max_len = max_len
-        self.id_table = (
-            id_table if id_table is not None else nn.Embedding(n_items + 2, dim, padding_idx=0)
-        )
-        self.input = nn.Linear(self.id_table.embedding_dim, dim)
+        self.id_table = id_table if id_table is not None else id_embedding(n_items, dim)
         self.positions = nn.Embedding(max_len, dim)
+        nn.init.normal_(self.positions.weight, std=0.02)
         self.profile = nn.Linear(n_profile, dim) if n_profile else None
         layer = nn.TransformerEncoderLayer(
             dim, heads, 4 * dim, dropout, activation="gelu", batch_first=True, norm_first=True
@@ -50,7 +60,7 @@ class SASRec(nn.Module):
         history = history[:, -self.max_len :]
         ids = torch.where(history > self.n_items, self.oov_index(), history)
         length = ids.shape[1]
-        x = self.input(self.id_table(ids))
+        x = self.id_table(ids)
         x = x + self.positions(torch.arange(self.max_len - length, self.max_len, device=ids.device))
         if self.profile is not None and profile is not None:
             x = x + self.profile(profile)[:, None, :]
