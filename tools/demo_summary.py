@@ -40,9 +40,12 @@ def main(preset: str) -> None:
             f"{model['NDCG@10']:.4f} / {model['Recall@10']:.4f}",
         ),
     ]
-    for baseline in (f"{run.name}-ids", "most-popular", "user most-played", "last-played"):
+    baselines = {f"{run.name}-ids": f"id-only ({run}-ids)"} | {
+        name: name for name in ("most-popular", "user most-played", "last-played")
+    }
+    for baseline, label in baselines.items():
         values = metrics[baseline]["all"]
-        rows.append((f"  {baseline}", f"{values['NDCG@10']:.4f} / {values['Recall@10']:.4f}"))
+        rows.append((f"  {label}", f"{values['NDCG@10']:.4f} / {values['Recall@10']:.4f}"))
     rows.append(
         (
             "  oracle ceiling (the corpus's true law)",
