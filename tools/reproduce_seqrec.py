@@ -53,6 +53,7 @@ PUBLISHED = {  # HR@10, NDCG@10, HR@20, NDCG@20
 @click.option("--lr", type=float, default=1e-3)
 @click.option("--batch-size", type=int, default=64)
 @click.option("--dropout", type=float, default=0.2)
+@click.option("--patience", type=int, default=10, help="Epochs without a better val NDCG@10.")
 def main(
     data: Path,
     out: Path,
@@ -62,6 +63,7 @@ def main(
     lr: float,
     batch_size: int,
     dropout: float,
+    patience: int,
 ) -> None:
     log.configure(0)
     name = data.stem
@@ -86,7 +88,7 @@ def main(
             dropout=dropout,
             exclude_seen=True,
             path="user-major",
-            early_stopping=10,
+            early_stopping=patience,
         )
     )
     minutes = (time.perf_counter() - started) / 60
