@@ -52,6 +52,11 @@ def _choices() -> dict[str, click.Choice]:
     }
 
 
+def _type_name(f: dataclasses.Field) -> str:
+    """A TrainConfig field's type as written ("int", "tuple[str, ...]", "str | None")."""
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+
+
 def _options(command):
     from mirkit_train.config import TrainConfig
 
@@ -60,7 +65,7 @@ def _options(command):
         name = "--" + f.name.replace("_", "-")
         default = None if f.default is dataclasses.MISSING else f.default
         required = f.default is dataclasses.MISSING
-        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        kind = _type_name(f)
         if kind == "bool":
             option = click.option(
                 f"{name}/--no-{f.name.replace('_', '-')}",
@@ -113,7 +118,7 @@ def train(nproc_per_node: int, **options) -> None:
     from mirkit_train.train import train as run_training
 
     for f in dataclasses.fields(TrainConfig):
-        if str(f.type).startswith("tuple"):
+        if _type_name(f).startswith("tuple"):
             options[f.name] = tuple(x for x in options[f.name].split(",") if x)
     summary = run_training(TrainConfig(**options), nproc_per_node, log.verbosity())
     log.summary(f"training run {summary['run']}", summary.items())
