@@ -66,7 +66,8 @@ def per_target(ranks: np.ndarray) -> dict[str, np.ndarray]:
 
 def slices(targets: Targets) -> dict[str, np.ndarray]:
     """Boolean masks over the targets: all, repeats (the user played the item before),
-    discoveries, cold items (no training plays at all) and popularity buckets by the
+    discoveries, warm items (at least one training play), cold items (no training plays
+    at all) and popularity buckets by the
     item's training plays (head = the most played items that make up half of all
     training plays, torso = the next 30 %, tail = the rest with at least one play)."""
     repeat = np.array([t in set(targets.history(r).tolist()) for r, t in enumerate(targets.items)])
@@ -78,8 +79,10 @@ def slices(targets: Targets) -> dict[str, np.ndarray]:
     bucket[counts == 0] = "cold"
     of_target = bucket[targets.items]
     masks = {"all": np.ones(len(targets.items), dtype=bool), "repeat": repeat, "discovery": ~repeat}
-    for name in ("head", "torso", "tail", "cold"):
-        masks[f"popularity: {name}" if name != "cold" else "cold items"] = of_target == name
+    for name in ("head", "torso", "tail"):
+        masks[f"popularity: {name}"] = of_target == name
+    masks["warm items"] = of_target != "cold"
+    masks["cold items"] = of_target == "cold"
     return masks
 
 
@@ -111,7 +114,7 @@ def baseline_ranks(
 def run_users(run: TrainedRun, targets: Targets) -> tuple[torch.Tensor, ItemIndex]:
     """The run's user embeddings at every target [T, dim], and its index."""
     index = ItemIndex.load(run.path / INDEX_FILE)
-    tower = run.load_user_tower()
+    tower = run.load_user_tower(index=index)
     histories = np.stack([targets.split.history(int(r), tower.max_len) for r in targets.rows])
     if not len(histories):
         return torch.zeros(0, index.embeddings.shape[1]), index

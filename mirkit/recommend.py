@@ -55,7 +55,7 @@ class Recommender:
                 f"`mirkit index --run {run_path} --update`"
             )
         self.backend = backend
-        self.user_tower = self.run.load_user_tower()
+        self.user_tower = self.run.load_user_tower(index=self.index)
         self.max_len = self.user_tower.max_len
         self.plays = load_plays(self.shards, self.manifest["fingerprints"]["interactions"])
         users = pl.read_parquet(self.shards / "users.parquet")

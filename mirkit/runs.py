@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import torch
@@ -18,6 +19,9 @@ from mirkit.models.config import ModelConfig
 from mirkit.models.two_tower import CONFIG_FILE, WEIGHTS_FILE, TwoTower
 from mirkit.models.user_tower import SASRec
 from mirkit.shards.manifest import id_map_fingerprint, load_manifest
+
+if TYPE_CHECKING:
+    from mirkit.index import ItemIndex
 
 
 class RunError(ValueError):
@@ -85,8 +89,12 @@ class TrainedRun:
     def load_model(self, device: torch.device | str = "cpu") -> TwoTower:
         return TwoTower.load(self.model_dir, map_location=device).to(device).eval()
 
-    def load_user_tower(self, device: torch.device | str = "cpu") -> SASRec:
-        """Only the user tower (and the id table it reads): no content encoders."""
+    def load_user_tower(
+        self, device: torch.device | str = "cpu", index: ItemIndex | None = None
+    ) -> SASRec:
+        """Only the user tower (and the id table it reads): no content encoders. With the
+        run's `index`, items without training plays that it embeds (from content) enter
+        histories by those embeddings (`SASRec.read_cold_items_as`)."""
         description = json.loads((self.model_dir / CONFIG_FILE).read_text())
         config = ModelConfig.from_dict(description["config"])
         tower = SASRec(
@@ -103,4 +111,11 @@ class TrainedRun:
         tower.load_state_dict(
             {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         )
+        if index is not None and "item_tower.warm" in state:
+            n = min(tower.n_items, index.n_items)
+            table = torch.from_numpy(index.embeddings[: n + 1]).to(device)
+            cold = ~state["item_tower.warm"][: n + 1] & (table.abs().sum(dim=-1) > 0)
+            cold[0] = False
+            if cold.any():
+                tower.read_cold_items_as(cold.nonzero()[:, 0], table[cold])
         return tower.to(device).eval()

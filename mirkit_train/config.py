@@ -43,6 +43,7 @@ class TrainConfig:
     device: str = "auto"
     val_limit: int = 20_000
     exclude_seen: bool = False
+    mask_seen: bool = False  # full softmax: a window's earlier items are not negatives
     early_stopping: int = 0  # epochs without a better NDCG@10; 0 = never stop early
     resume: bool = False
     init_from: str | None = None  # a run whose best model's matching weights start this one

@@ -18,6 +18,7 @@ from mirkit.models.losses import (
     gathered_info_nce,
     info_nce,
     sampled_softmax_loss,
+    seen_so_far,
 )
 from mirkit.models.two_tower import TwoTower
 from mirkit_train.config import TrainConfig
@@ -60,7 +61,8 @@ def user_major_loss(
         return value, len(t)
     table = items_by_id(model, torch.arange(n_items + 1, device=t.device), tabular)
     if loss == "full-softmax":
-        return full_softmax_loss(h, table, t, scale), len(t)
+        excluded = seen_so_far(inputs, n_items)[mask] if cfg.mask_seen else None
+        return full_softmax_loss(h, table, t, scale, excluded), len(t)
     negatives = torch.randint(1, n_items + 1, (cfg.sampled_negatives,), device=t.device)
     uniform = torch.full((n_items + 1,), -math.log(n_items), device=t.device)
     return sampled_softmax_loss(h, table, t, negatives, scale, uniform), len(t)

@@ -98,6 +98,8 @@ def choose_path(cfg: TrainConfig, model: ModelConfig) -> tuple[str, str]:
     )
     if path == "item-major" and loss != "in-batch":
         raise TrainingError(f"the item-major path trains with in-batch negatives, not {loss}")
+    if cfg.mask_seen and loss != "full-softmax":
+        raise TrainingError(f"--mask-seen applies to the full softmax, not to {loss}")
     return path, loss
 
 

@@ -20,6 +20,7 @@ from mirkit.evaluation import (
     sampled_ranks,
     slices,
 )
+from mirkit.index import INDEX_FILE, ItemIndex
 from mirkit.metrics import target_ranks
 from mirkit.runs import TrainedRun
 from mirkit_train.train import train
@@ -123,6 +124,14 @@ def test_cold_slice_items_have_no_training_plays(two_runs, tiny_shards):
     items = np.asarray(targets.split.plays.items)
     assert not set(targets.items[cold].tolist()) & set(items[targets.split.train_rows].tolist())
     assert (targets.train_counts[targets.items[~cold]] > 0).all()
+    assert (masks["warm items"] == ~cold).all()
+    # the content model's user tower reads cold items of histories by their index rows
+    index = ItemIndex.load(run.path / INDEX_FILE)
+    plain = run.load_user_tower().id_table.weight.detach()
+    reading = run.load_user_tower(index=index).id_table.weight.detach()
+    changed = (plain != reading).any(dim=1).numpy()
+    cold_ids = np.flatnonzero(targets.train_counts == 0)
+    assert changed.any() and set(np.flatnonzero(changed)) <= set(cold_ids.tolist())
     assert (masks["repeat"] | masks["discovery"]).all() and not (
         masks["repeat"] & masks["discovery"]
     ).any()

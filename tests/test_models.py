@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -15,7 +16,7 @@ from mirkit.baselines import last_played, popularity, user_most_played
 from mirkit.metrics import rank_in_blocks
 from mirkit.models.config import PRESETS, TextConfig
 from mirkit.models.item_tower import ItemBatch
-from mirkit.models.losses import gathered_info_nce, info_nce
+from mirkit.models.losses import full_softmax_loss, gathered_info_nce, info_nce, seen_so_far
 from mirkit.models.resnet import MissingWeights
 from mirkit.models.text import TextEncoder, lora_target_modules
 from mirkit.models.two_tower import TwoTower
@@ -123,6 +124,19 @@ def test_sasrec_is_causal_and_ignores_padding():
         assert torch.allclose(m.users(unknown), m.users(oov))
 
 
+def test_cold_history_items_enter_the_user_tower_by_their_embedding():
+    tower = model().user_tower
+    before = tower.id_table.weight.detach().clone()
+    cold = torch.tensor([3, 7])
+    embeddings = torch.randn(2, SMALL.dim)
+    tower.read_cold_items_as(cold, embeddings)
+    after = tower.id_table.weight.detach()
+    trained = [i for i in range(1, N_ITEMS + 1) if i not in (3, 7)]
+    assert torch.equal(after[trained], before[trained])
+    scale = before[trained].norm(dim=-1).median()
+    assert torch.allclose(after[cold], F.normalize(embeddings, dim=-1) * scale)
+
+
 def test_id_only_model_is_plain_sasrec():
     m = model(("id",))
     assert m.item_tower.audio is None and m.item_tower.text is None
@@ -204,6 +218,34 @@ def _rank_worker(rank: int, world: int, store: str, out: str) -> None:
             out,
         )
     dist.destroy_process_group()
+
+
+def test_seen_items_leave_the_full_softmax_but_never_the_target():
+    inputs = torch.tensor([[0, 2, 5, 2], [1, 3, 4, 6]])
+    seen = seen_so_far(inputs, n_items=6)
+    assert seen.shape == (2, 4, 6)
+    assert seen[0, 0].sum() == 0  # padding is never an item
+    assert seen[0, 1].nonzero().flatten().tolist() == [1]  # item 2 (column 1)
+    assert seen[0, 3].nonzero().flatten().tolist() == [1, 4]  # items 2 and 5
+    assert seen[1, 3].nonzero().flatten().tolist() == [0, 2, 3, 5]
+    torch.manual_seed(0)
+    hidden, table = torch.randn(3, 8), torch.randn(7, 8)
+    targets = torch.tensor([2, 4, 6])
+    excluded = torch.zeros(3, 6, dtype=torch.bool)
+    excluded[0, [1, 2]] = True  # the target (item 2 = column 1) is kept regardless
+    excluded[1, [0, 5]] = True
+    scale = torch.tensor(2.0)
+    logits = 2.0 * hidden @ table[1:].T
+    expected = torch.stack(
+        [
+            -torch.log_softmax(logits[0, [0, 1, 3, 4, 5]], 0)[1],
+            -torch.log_softmax(logits[1, [1, 2, 3, 4]], 0)[2],
+            -torch.log_softmax(logits[2], 0)[5],
+        ]
+    ).mean()
+    got = full_softmax_loss(hidden, table, targets, scale, excluded)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert not torch.allclose(got, full_softmax_loss(hidden, table, targets, scale))
 
 
 def test_gathered_loss_over_two_gloo_ranks_equals_single_process(tmp_path):
@@ -317,3 +359,5 @@ def test_warm_items_are_their_id_row_plus_weighted_content():
         assert torch.allclose(m.items(b), F.normalize(own + content, dim=-1), atol=1e-5)
         tower.set_warm_items(torch.tensor([], dtype=torch.long))  # cold: content alone
         assert torch.allclose(m.items(b), content, atol=1e-5)
+        tower.log_cold_scale.fill_(math.log(0.5))  # at the learned cold scale
+        assert torch.allclose(m.items(b), 0.5 * content, atol=1e-5)

@@ -190,6 +190,10 @@ def test_item_major_batches_are_structural_with_exact_log_q(tiny_shards):
 def test_user_major_refuses_content_models(tiny_shards, tmp_path):
     with pytest.raises(TrainingError, match="item-major"):
         train(config(tiny_shards, tmp_path / "x", path="user-major"))
+    with pytest.raises(TrainingError, match="--mask-seen applies to the full softmax"):
+        train(
+            config(tiny_shards, tmp_path / "y", modalities=("id",), loss="in-batch", mask_seen=True)
+        )
 
 
 def test_an_existing_run_is_not_overwritten(tiny_shards, tmp_path):
@@ -278,6 +282,8 @@ def test_freeze_keeps_the_warm_started_user_tower_and_trains_the_content(tiny_sh
     assert not torch.equal(
         after.item_tower.project["audio"].weight, fresh.item_tower.project["audio"].weight
     )
+    # the cold scale learns from the dropped ids (it starts at 1)
+    assert float(after.item_tower.log_cold_scale) != 0.0
     with pytest.raises(TrainingError, match="no such part"):
         train(config(tiny_shards, tmp_path / "bad", modalities=("id",), freeze=("user_towr",)))
 

@@ -53,6 +53,12 @@ PUBLISHED = {  # HR@10, NDCG@10, HR@20, NDCG@20
 @click.option("--lr", type=float, default=1e-3)
 @click.option("--batch-size", type=int, default=64)
 @click.option("--dropout", type=float, default=0.2)
+@click.option(
+    "--mask-seen/--no-mask-seen",
+    default=False,
+    help="Earlier items of a window are not softmax negatives (the data has no repeats).",
+)
+@click.option("--seed", type=int, default=0)
 @click.option("--patience", type=int, default=10, help="Epochs without a better val NDCG@10.")
 def main(
     data: Path,
@@ -64,6 +70,8 @@ def main(
     batch_size: int,
     dropout: float,
     patience: int,
+    mask_seen: bool,
+    seed: int,
 ) -> None:
     log.configure(0)
     name = data.stem
@@ -71,7 +79,9 @@ def main(
     if not (shards / "manifest.json").exists():
         build_shards(BuildInputs(plays=data), BuildOptions(out=shards))
     logq_tag = "-logq" if logq and loss == "in-batch" else ""
-    run = out / f"run-{name}-{loss}{logq_tag}-lr{lr:g}-do{dropout:g}"
+    mask_tag = "-mask" if mask_seen else ""
+    seed_tag = f"-seed{seed}" if seed else ""
+    run = out / f"run-{name}-{loss}{logq_tag}{mask_tag}-lr{lr:g}-do{dropout:g}{seed_tag}"
     shutil.rmtree(run, ignore_errors=True)  # this tool always trains from scratch
     started = time.perf_counter()
     summary = train(
@@ -87,6 +97,8 @@ def main(
             batch_size=batch_size,
             dropout=dropout,
             exclude_seen=True,
+            mask_seen=mask_seen,
+            seed=seed,
             path="user-major",
             early_stopping=patience,
         )
@@ -105,7 +117,8 @@ def main(
     (run / "test.json").write_text(json.dumps(report, indent=1))
     click.echo(
         f"| {name} | mirkit id-only ({loss}{', logQ' if logq and loss == 'in-batch' else ''}"
-        f", {summary['steps']} steps, {minutes:.1f} min) | "
+        f"{', seen masked' if mask_seen else ''}, {summary['steps']} steps, {minutes:.1f} min, "
+        f"best val NDCG@10 {summary['val NDCG@10 (best)']:.4f}) | "
         + " | ".join(f"{v:.4f}" for v in row)
         + " |"
     )

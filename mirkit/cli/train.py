@@ -35,6 +35,9 @@ HELP = {
     "freeze": "Comma-separated model parts whose weights stay as they start (names of "
     "parameters start with them), e.g. user_tower (which holds the shared id table) to "
     "train only the content part of a model warm-started with --init-from.",
+    "exclude_seen": "Validation ranks without the user's earlier plays (published protocol).",
+    "mask_seen": "Full softmax: items earlier in a training window are not negatives "
+    "(for data without repeats, e.g. the published seqrec benchmarks).",
     "early_stopping": "Stop after this many epochs without a better NDCG@10 (0: never).",
 }
 

@@ -8,7 +8,9 @@ content part. A learned "no content" token is always present, so an item with no
 usable still gets a defined embedding. With the id modality the item embedding is
 normalise(id part + w * content part), both parts unit vectors and w learned; cold items
 (and, in training, a random `id_dropout` share of items) have no id part, so content
-alone must place them (DropoutNet's recipe). Without content the item is its id row,
+alone must place them (DropoutNet's recipe), at a learned length (the cold scale: how
+far the dropped ids taught the model to trust content alone against warm items'
+unit-length embeddings). Without content the item is its id row,
 as in SASRec. The attention mass per modality, weighted by the parts' shares, explains
 what an item was embedded from.
 """
@@ -106,6 +108,9 @@ class ItemTower(nn.Module):
         # the content part's weight beside the id part (both unit vectors): starts
         # small, so a model warm-started from an id-only run begins as that run
         self.log_content_weight = nn.Parameter(torch.tensor(math.log(0.25)))
+        # the length of a content-only embedding (cold items, dropped ids): learned on
+        # the dropped ids, i.e. how far content alone is to be trusted against warm items
+        self.log_cold_scale = nn.Parameter(torch.tensor(0.0))
         # token-kind embeddings start small, so that at initialisation the tokens' own
         # content (e.g. the item id) and not the shared kind tag dominates the fused
         # embedding; with N(0, 1) kinds every item started almost identical
@@ -189,15 +194,18 @@ class ItemTower(nn.Module):
         return F.normalize(self.id_table(ids), dim=-1), keep
 
     def combine(self, own: torch.Tensor, keep: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
-        """normalise(id part + w * content part): the item embeddings [M, dim]."""
+        """The item embeddings [M, dim]: normalise(id part + w * content part) where the
+        id counts, the content part times the learned cold scale where it does not."""
         alpha = self.log_content_weight.exp()
-        return F.normalize(keep[:, None] * own.to(content.dtype) + alpha * content, dim=-1)
+        mixed = F.normalize(own.to(content.dtype) + alpha * content, dim=-1)
+        keep = keep[:, None].to(content.dtype)
+        return keep * mixed + (1 - keep) * self.log_cold_scale.exp() * content
 
     def encode(
         self, batch: ItemBatch, explain: bool = False
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
-        """Embeddings [M, dim] (L2-normalised), and with `explain` the share of each token
-        kind and of the id [M] (they sum to 1)."""
+        """Embeddings [M, dim] (unit length; content-only ones the cold scale), and with
+        `explain` the share of each token kind and of the id [M] (they sum to 1)."""
         if self.id_table is not None:
             own, keep = self.id_part(batch.item_ids)
             if self.ids_only:

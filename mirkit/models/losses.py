@@ -99,12 +99,31 @@ def gathered_info_nce(
 
 
 def full_softmax_loss(
-    hidden: torch.Tensor, item_table: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor
+    hidden: torch.Tensor,
+    item_table: torch.Tensor,
+    targets: torch.Tensor,
+    scale: torch.Tensor,
+    excluded: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy over the whole catalogue: hidden [N, D], item_table [n_items + 1, D]
-    (row 0 = padding, never a candidate), targets [N] in 1..n_items."""
+    (row 0 = padding, never a candidate), targets [N] in 1..n_items; excluded [N, n_items]
+    (optional, True = not a candidate for that row; the target always stays one)."""
     logits = (hidden.float() * scale.float()) @ item_table[1:].float().T
+    if excluded is not None:
+        rows = torch.arange(len(targets), device=targets.device)
+        excluded = excluded.clone()
+        excluded[rows, targets - 1] = False
+        logits = logits.masked_fill(excluded, float("-inf"))
     return F.cross_entropy(logits, targets - 1)
+
+
+def seen_so_far(inputs: torch.Tensor, n_items: int) -> torch.Tensor:
+    """[B, W, n_items] bool: item j + 1 occurs in inputs[b, : p + 1] (0 = padding)."""
+    width = inputs.shape[1]
+    positions = torch.arange(width, device=inputs.device)
+    first = torch.full((inputs.shape[0], n_items + 1), width, device=inputs.device)
+    first.scatter_reduce_(1, inputs, positions.expand_as(inputs), reduce="amin")
+    return first[:, None, 1:] <= positions[None, :, None]
 
 
 def sampled_softmax_loss(

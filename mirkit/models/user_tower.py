@@ -51,6 +51,19 @@ class SASRec(nn.Module):
         self.head = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
 
+    @torch.no_grad()
+    def read_cold_items_as(self, cold: torch.Tensor, embeddings: torch.Tensor) -> None:
+        """Give items without a trained id row a row made from their item embeddings
+        (content, for a cold item) [len(cold), dim], scaled to the median norm of the
+        trained rows: a history that holds a cold item then shows it to the Transformer
+        by its content instead of as an untrained row."""
+        trained = torch.ones(self.n_items + 1, dtype=torch.bool, device=cold.device)
+        trained[0] = False
+        trained[cold] = False
+        scale = self.id_table.weight[: self.n_items + 1][trained].norm(dim=-1).median()
+        rows = F.normalize(embeddings.to(self.id_table.weight), dim=-1) * scale
+        self.id_table.weight[cold] = rows
+
     def oov_index(self) -> int:
         return self.n_items + 1
 
