@@ -66,10 +66,10 @@ def per_target(ranks: np.ndarray) -> dict[str, np.ndarray]:
 
 def slices(targets: Targets) -> dict[str, np.ndarray]:
     """Boolean masks over the targets: all, repeats (the user played the item before),
-    discoveries, warm items (at least one training play), cold items (no training plays
-    at all) and popularity buckets by the
-    item's training plays (head = the most played items that make up half of all
-    training plays, torso = the next 30 %, tail = the rest with at least one play)."""
+    discoveries, popularity buckets by the item's training plays (head = the most played
+    items that make up half of all training plays, torso = the next 30 %, tail = the
+    rest with at least one play), warm items (at least one training play) and cold items
+    (none at all)."""
     repeat = np.array([t in set(targets.history(r).tolist()) for r, t in enumerate(targets.items)])
     counts = targets.train_counts
     order = np.argsort(-counts, kind="stable")

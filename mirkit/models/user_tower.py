@@ -53,10 +53,11 @@ class SASRec(nn.Module):
 
     @torch.no_grad()
     def read_cold_items_as(self, cold: torch.Tensor, embeddings: torch.Tensor) -> None:
-        """Give items without a trained id row a row made from their item embeddings
-        (content, for a cold item) [len(cold), dim], scaled to the median norm of the
-        trained rows: a history that holds a cold item then shows it to the Transformer
-        by its content instead of as an untrained row."""
+        """Overwrite (in place) the rows of items without a trained id row with their item
+        embeddings (content, for a cold item) [len(cold), dim], scaled to the median norm
+        of the trained rows: a history that holds a cold item then shows it to the
+        Transformer by its content instead of as an untrained row. For serving only: a
+        tower whose table is shared with an item tower would change that tower too."""
         trained = torch.ones(self.n_items + 1, dtype=torch.bool, device=cold.device)
         trained[0] = False
         trained[cold] = False
