@@ -83,9 +83,7 @@ def item_major_loss(
     tower = model.item_tower
     align = None
     if tower.id_table is not None and tower.content_modalities and cfg.align_weight > 0:
-        content, _ = tower.content_part(items_batch)
-        own, keep = tower.id_part(ids)
-        items = tower.combine(own, keep, content)
+        items, content, own, _, _ = tower.with_parts(items_batch)
         diagonal = torch.arange(m, device=device)
         align = info_nce(content, own.detach(), diagonal, ids, ids, model.temperature())
     else:

@@ -201,19 +201,26 @@ class ItemTower(nn.Module):
         keep = keep[:, None].to(content.dtype)
         return keep * mixed + (1 - keep) * self.log_cold_scale.exp() * content
 
+    def with_parts(
+        self, batch: ItemBatch, explain: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict | None]:
+        """(embeddings, content part, id part, where the id counts, attention mass) of a
+        model with content and ids: the training loss needs the parts as well."""
+        own, keep = self.id_part(batch.item_ids)
+        content, mass = self.content_part(batch, explain)
+        return self.combine(own, keep, content), content, own, keep, mass
+
     def encode(
         self, batch: ItemBatch, explain: bool = False
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
         """Embeddings [M, dim] (unit length; content-only ones the cold scale), and with
         `explain` the share of each token kind and of the id [M] (they sum to 1)."""
-        if self.id_table is not None:
-            own, keep = self.id_part(batch.item_ids)
-            if self.ids_only:
-                return own, {"id": torch.ones_like(keep)} if explain else None
-        content, mass = self.content_part(batch, explain)
         if self.id_table is None:
-            return content, mass
-        embedding = self.combine(own, keep, content)
+            return self.content_part(batch, explain)
+        if self.ids_only:
+            own, keep = self.id_part(batch.item_ids)
+            return own, {"id": torch.ones_like(keep)} if explain else None
+        embedding, _, _, keep, mass = self.with_parts(batch, explain)
         if not explain:
             return embedding, None
         alpha = self.log_content_weight.exp()
