@@ -17,7 +17,7 @@ import torch
 from mirkit.data.content import InputSpec, tabular_features
 from mirkit.models.config import ModelConfig
 from mirkit.models.two_tower import CONFIG_FILE, WEIGHTS_FILE, TwoTower
-from mirkit.models.user_tower import SASRec
+from mirkit.models.user_tower import SASRec, cold_items
 from mirkit.shards.manifest import id_map_fingerprint, load_manifest
 
 if TYPE_CHECKING:
@@ -112,10 +112,8 @@ class TrainedRun:
             {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         )
         if index is not None and "item_tower.warm" in state:
-            n = min(tower.n_items, index.n_items)
-            table = torch.from_numpy(index.embeddings[: n + 1]).to(device)
-            cold = ~state["item_tower.warm"][: n + 1] & (table.abs().sum(dim=-1) > 0)
-            cold[0] = False
-            if cold.any():
-                tower.read_cold_items_as(cold.nonzero()[:, 0], table[cold])
+            table = torch.from_numpy(index.embeddings[: tower.n_items + 1]).to(device)
+            cold = cold_items(state["item_tower.warm"], table)
+            if len(cold):
+                tower.read_cold_items_as(cold, table[cold])
         return tower.to(device).eval()

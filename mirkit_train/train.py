@@ -160,7 +160,7 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
     # --- batches: the same number of steps on every rank ---
     max_len = model_config.max_len
     if path == "user-major":
-        user_batches = UserMajorBatches(split, max_len, cfg.batch_size, cfg.seed)
+        user_batches = UserMajorBatches(split, max_len, cfg.batch_size, cfg.seed, cfg.shift_windows)
         steps = user_batches.steps_per_epoch(world.size)
     else:
         readers = world.size * max(1, cfg.workers)
@@ -353,9 +353,10 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
             share = (world.rank, world.size)
             table = embed_catalogue(model, n_items, urls, spec, device, 64, tabular, share)
             table = all_reduce_sum(world, table)
-            report = evaluate(
-                model, split, val_rows, table, n_items, max_len, cfg.exclude_seen, world=world
-            )
+            with model.reading_cold_items(table):  # as `mirkit eval` and serving do
+                report = evaluate(
+                    model, split, val_rows, table, n_items, max_len, cfg.exclude_seen, world=world
+                )
             ndcg = report["model"]["NDCG@10"]
             row = {
                 "step": step,

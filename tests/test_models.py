@@ -137,6 +137,31 @@ def test_cold_history_items_enter_the_user_tower_by_their_embedding():
     assert torch.allclose(after[cold], F.normalize(embeddings, dim=-1) * scale)
 
 
+def test_reading_cold_items_lasts_only_the_block():
+    """Training validation reads cold history items by content, then gives the shared id
+    table back unchanged to the item tower and the optimiser."""
+    m = model()
+    m.item_tower.set_warm_items(torch.arange(1, 6))  # ids 6.. are cold
+    table = torch.randn(N_ITEMS + 1, SMALL.dim)
+    history = torch.tensor([[1, 2, 7], [1, 2, 3]])  # 7 is cold
+    weights = {k: v.clone() for k, v in m.state_dict().items()}
+    outside = m.users(history)
+    with m.reading_cold_items(table):
+        inside = m.users(history)
+        assert torch.allclose(
+            m.user_tower.id_table.weight[7],
+            F.normalize(table[7], dim=-1) * m.user_tower.id_table.weight[1:6].norm(dim=-1).median(),
+        )
+    assert not torch.allclose(inside[0], outside[0]) and torch.allclose(inside[1], outside[1])
+    assert all(torch.equal(v, weights[k]) for k, v in m.state_dict().items())
+    ids_only = model(("id",))
+    ids_only.item_tower.set_warm_items(torch.arange(1, 6))
+    with ids_only.reading_cold_items(table):  # no content: nothing to read cold items by
+        assert torch.equal(
+            ids_only.user_tower.id_table.weight[7], model(("id",)).user_tower.id_table.weight[7]
+        )
+
+
 def test_id_only_model_is_plain_sasrec():
     m = model(("id",))
     assert m.item_tower.audio is None and m.item_tower.text is None

@@ -134,6 +134,17 @@ def test_resume_refuses_other_shards_and_other_models(tiny_shards, tmp_path):
         train(config(other, tmp_path / "new", modalities=("id",)))
 
 
+def test_shifted_windows_move_the_cuts_between_epochs(tiny_shards):
+    split = tiny_split(tiny_shards)
+    starts, ends = np.asarray(split.plays.indptr[:-1]), np.asarray(split.prefix_end)
+    max_len = int(np.median(ends - starts))  # some prefixes fit one window, some do not
+    fixed = {tuple(w) for w in windows(split, max_len)}
+    draws = [{tuple(w) for w in windows(split, max_len, np.random.default_rng(s))} for s in (0, 1)]
+    assert draws[0] != fixed and draws[1] != draws[0]
+    short = [(int(u), int(e)) for u, e in zip(starts, ends, strict=True) if e - u <= max_len + 1]
+    assert short and all(w in d for w in short for d in draws)  # never cut
+
+
 def test_held_out_plays_are_never_training_targets(tiny_shards):
     split = tiny_split(tiny_shards)
     held_out = set(split.val_rows) | set(split.test_rows)
@@ -141,6 +152,12 @@ def test_held_out_plays_are_never_training_targets(tiny_shards):
     # user-major: every target of every window is a training row
     targets = {r for start, end in windows(split, 10) for r in range(start + 1, end)}
     assert targets == set(split.train_rows)
+    # shifted windows (drawn anew each epoch) still predict every training play once
+    for seed in (0, 1):
+        shifted = windows(split, 3, np.random.default_rng(seed))
+        rows = [r for start, end in shifted for r in range(start + 1, end)]
+        assert sorted(rows) == sorted(split.train_rows)
+        assert (shifted[:, 1] - shifted[:, 0]).max() <= 4
     # item-major: every emitted target is a training row, its history ends right before it
     stream = ItemMajorStream(
         local_shard_urls(tiny_shards, load_manifest(tiny_shards)),

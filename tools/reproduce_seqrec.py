@@ -58,6 +58,11 @@ PUBLISHED = {  # HR@10, NDCG@10, HR@20, NDCG@20
     default=False,
     help="Earlier items of a window are not softmax negatives (the data has no repeats).",
 )
+@click.option(
+    "--shift-windows/--fixed-windows",
+    default=True,
+    help="Cut long histories into training windows at new places each epoch.",
+)
 @click.option("--seed", type=int, default=0)
 @click.option("--patience", type=int, default=10, help="Epochs without a better val NDCG@10.")
 def main(
@@ -71,6 +76,7 @@ def main(
     dropout: float,
     patience: int,
     mask_seen: bool,
+    shift_windows: bool,
     seed: int,
 ) -> None:
     log.configure(0)
@@ -80,6 +86,7 @@ def main(
         build_shards(BuildInputs(plays=data), BuildOptions(out=shards))
     logq_tag = "-logq" if logq and loss == "in-batch" else ""
     mask_tag = "-mask" if mask_seen else ""
+    mask_tag += "" if shift_windows else "-fixedwin"
     seed_tag = f"-seed{seed}" if seed else ""
     run = out / f"run-{name}-{loss}{logq_tag}{mask_tag}-lr{lr:g}-do{dropout:g}{seed_tag}"
     shutil.rmtree(run, ignore_errors=True)  # this tool always trains from scratch
@@ -98,6 +105,7 @@ def main(
             dropout=dropout,
             exclude_seen=True,
             mask_seen=mask_seen,
+            shift_windows=shift_windows,
             seed=seed,
             path="user-major",
             early_stopping=patience,
@@ -117,7 +125,8 @@ def main(
     (run / "test.json").write_text(json.dumps(report, indent=1))
     click.echo(
         f"| {name} | mirkit id-only ({loss}{', logQ' if logq and loss == 'in-batch' else ''}"
-        f"{', seen masked' if mask_seen else ''}, {summary['steps']} steps, {minutes:.1f} min, "
+        f"{', seen masked' if mask_seen else ''}{'' if shift_windows else ', fixed windows'}"
+        f", {summary['steps']} steps, {minutes:.1f} min, "
         f"best val NDCG@10 {summary['val NDCG@10 (best)']:.4f}) | "
         + " | ".join(f"{v:.4f}" for v in row)
         + " |"

@@ -38,6 +38,9 @@ HELP = {
     "exclude_seen": "Validation ranks without the user's earlier plays (published protocol).",
     "mask_seen": "Full softmax: items earlier in a training window are not negatives "
     "(for data without repeats, e.g. the published seqrec benchmarks).",
+    "shift_windows": "User-major: cut long histories into windows at new places each epoch "
+    "(a play is predicted after histories of different lengths); off: the same cuts "
+    "every epoch.",
     "early_stopping": "Stop after this many epochs without a better NDCG@10 (0: never).",
 }
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -11,7 +13,7 @@ from torch import nn
 from mirkit.models.config import ModelConfig
 from mirkit.models.item_tower import ItemBatch, ItemTower
 from mirkit.models.losses import LearnedTemperature
-from mirkit.models.user_tower import SASRec, id_embedding
+from mirkit.models.user_tower import SASRec, cold_items, id_embedding
 
 WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "model.json"
@@ -47,6 +49,24 @@ class TwoTower(nn.Module):
 
     def items(self, batch: ItemBatch) -> torch.Tensor:
         return self.item_tower(batch)
+
+    @contextmanager
+    @torch.no_grad()
+    def reading_cold_items(self, table: torch.Tensor) -> Iterator[None]:
+        """Within the block, histories show cold items by their rows of the catalogue
+        `table` (content), as serving does (`TrainedRun.load_user_tower`); their id rows
+        are restored after it, for the id table may be shared with the item tower."""
+        cold = cold_items(self.item_tower.warm, table)
+        if self.item_tower.ids_only or not len(cold):
+            yield
+            return
+        rows = self.user_tower.id_table.weight
+        saved = rows[cold].clone()
+        self.user_tower.read_cold_items_as(cold, table[cold])
+        try:
+            yield
+        finally:
+            rows[cold] = saved
 
     def save(self, directory: Path) -> None:
         """Weights and the configuration needed to rebuild the model."""

@@ -24,6 +24,16 @@ def id_embedding(n_items: int, dim: int) -> nn.Embedding:
     return table
 
 
+def cold_items(warm: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Ids of the items without training plays (`warm` [n + 2] False) that `table`
+    [>= n + 1, dim] embeds (a nonzero row, e.g. from content): those a history should show
+    by their embedding (`SASRec.read_cold_items_as`)."""
+    n = min(len(warm) - 1, len(table))
+    cold = ~warm[:n].to(table.device) & (table[:n].abs().sum(dim=-1) > 0)
+    cold[0] = False
+    return cold.nonzero()[:, 0]
+
+
 class SASRec(nn.Module):
     def __init__(
         self,
