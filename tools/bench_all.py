@@ -38,6 +38,7 @@ def benchmarks(preset: str) -> dict[str, list[str]]:
             "../shared/data/seqrec/LastFM.txt",
             "--out",
             "/tmp/mirkit-seqrec",
+            *("--mask-seen", "--patience", "30"),
         ],
         "seqrec-beauty": [
             *py,
