@@ -56,9 +56,7 @@ def window_batch(
 
 
 class UserMajorBatches:
-    def __init__(
-        self, split: Split, max_len: int, batch_size: int, seed: int, shift_windows: bool = False
-    ):
+    def __init__(self, split: Split, max_len: int, batch_size: int, seed: int, shift_windows: bool):
         self.split, self.max_len, self.batch_size, self.seed = split, max_len, batch_size, seed
         self.shift_windows = shift_windows
         self.spans = windows(split, max_len)
