@@ -300,7 +300,7 @@ def test_freeze_keeps_the_warm_started_user_tower_and_trains_the_content(tiny_sh
         after.item_tower.project["audio"].weight, fresh.item_tower.project["audio"].weight
     )
     # the cold scale learns from the dropped ids (it starts at 1)
-    assert float(after.item_tower.log_cold_scale) != 0.0
+    assert after.item_tower.log_cold_scale.item() != 0.0
     with pytest.raises(TrainingError, match="no such part"):
         train(config(tiny_shards, tmp_path / "bad", modalities=("id",), freeze=("user_towr",)))
 
