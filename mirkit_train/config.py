@@ -29,7 +29,7 @@ class TrainConfig:
     emission_cap: float = 8.0  # max expected emissions of one item per pass
     align_weight: float = 1.0  # content-to-id alignment loss (models with content and ids)
     batch_size: int = 128  # sequences per batch (user-major)
-    shift_windows: bool = True  # user-major: window cuts drawn anew each epoch
+    shift_windows: bool = False  # user-major: window cuts drawn anew each epoch
     sampled_negatives: int = 512
     epochs: int = 10
     max_steps_per_epoch: int = 0  # 0 = a full pass

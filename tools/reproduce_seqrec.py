@@ -86,7 +86,7 @@ def main(
         build_shards(BuildInputs(plays=data), BuildOptions(out=shards))
     logq_tag = "-logq" if logq and loss == "in-batch" else ""
     mask_tag = "-mask" if mask_seen else ""
-    mask_tag += "" if shift_windows else "-fixedwin"
+    mask_tag += "-shifted" if shift_windows else ""
     seed_tag = f"-seed{seed}" if seed else ""
     run = out / f"run-{name}-{loss}{logq_tag}{mask_tag}-lr{lr:g}-do{dropout:g}{seed_tag}"
     shutil.rmtree(run, ignore_errors=True)  # this tool always trains from scratch
@@ -125,7 +125,7 @@ def main(
     (run / "test.json").write_text(json.dumps(report, indent=1))
     click.echo(
         f"| {name} | mirkit id-only ({loss}{', logQ' if logq and loss == 'in-batch' else ''}"
-        f"{', seen masked' if mask_seen else ''}{'' if shift_windows else ', fixed windows'}"
+        f"{', seen masked' if mask_seen else ''}{', shifted windows' if shift_windows else ''}"
         f", {summary['steps']} steps, {minutes:.1f} min, "
         f"best val NDCG@10 {summary['val NDCG@10 (best)']:.4f}) | "
         + " | ".join(f"{v:.4f}" for v in row)
