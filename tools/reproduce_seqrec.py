@@ -86,9 +86,10 @@ def main(
         build_shards(BuildInputs(plays=data), BuildOptions(out=shards))
     logq_tag = "-logq" if logq and loss == "in-batch" else ""
     mask_tag = "-mask" if mask_seen else ""
-    mask_tag += "-shifted" if shift_windows else ""
+    window_tag = "-shifted" if shift_windows else ""
     seed_tag = f"-seed{seed}" if seed else ""
-    run = out / f"run-{name}-{loss}{logq_tag}{mask_tag}-lr{lr:g}-do{dropout:g}{seed_tag}"
+    tags = f"{logq_tag}{mask_tag}{window_tag}"
+    run = out / f"run-{name}-{loss}{tags}-lr{lr:g}-do{dropout:g}{seed_tag}"
     shutil.rmtree(run, ignore_errors=True)  # this tool always trains from scratch
     started = time.perf_counter()
     summary = train(
