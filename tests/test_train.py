@@ -4,7 +4,9 @@ resume, refusals."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import pytest
 import torch
 
 from mirkit.data.content import InputSpec, local_shard_urls
-from mirkit.data.plays import SplitConfig, load_plays, make_split
+from mirkit.data.plays import SplitConfig, _cached, load_plays, make_split
 from mirkit.index import embed_catalogue
 from mirkit.models.config import ModelConfig
 from mirkit.models.two_tower import TwoTower
@@ -23,6 +25,7 @@ from mirkit_train.train import TrainingError, train
 from mirkit_train.user_major import windows
 
 N_ITEMS = 60
+CACHE_ROWS = 4_000_000  # 32 MB: saving takes long enough for a reader to catch it half-written
 
 
 def config(shards: Path, run: Path, **changes) -> TrainConfig:
@@ -143,6 +146,39 @@ def test_shifted_windows_move_the_cuts_between_epochs(tiny_shards):
     assert draws[0] != fixed and draws[1] != draws[0]
     short = [(int(u), int(e)) for u, e in zip(starts, ends, strict=True) if e - u <= max_len + 1]
     assert short and all(w in d for w in short for d in draws)  # never cut
+
+
+def _build_the_cache_slowly(directory: str) -> int:
+    def build() -> dict[str, np.ndarray]:
+        time.sleep(0.5)  # every process is building when the first one publishes
+        return {"values": np.arange(CACHE_ROWS, dtype=np.int64)}
+
+    return int(np.asarray(_cached(Path(directory), build)["values"]).sum())
+
+
+def test_ranks_building_the_play_cache_at_once_all_read_complete_arrays(tmp_path):
+    directory = tmp_path / ".cache" / "plays-x"
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        sums = pool.map(_build_the_cache_slowly, [str(directory)] * 8, chunksize=1)
+    assert sums == [CACHE_ROWS * (CACHE_ROWS - 1) // 2] * 8
+    assert [p.name for p in directory.parent.iterdir()] == ["plays-x"]  # no leftovers
+    assert sorted(p.name for p in directory.iterdir()) == ["done.json", "values.npy"]
+
+
+def test_the_play_cache_is_never_visible_half_written(tmp_path, monkeypatch):
+    """Deterministic half of the test above: at every write, the cache directory other
+    processes read is either absent or complete."""
+    directory = tmp_path / "plays-x"
+    save = np.save
+
+    def checked_save(path, array) -> None:
+        assert not directory.exists() or (directory / "done.json").exists()
+        save(path, array)
+
+    monkeypatch.setattr(np, "save", checked_save)
+    arrays = {"a": np.arange(5), "b": np.arange(3)}
+    loaded = _cached(directory, lambda: arrays)
+    assert all(np.array_equal(loaded[n], arrays[n]) for n in arrays)
 
 
 def test_held_out_plays_are_never_training_targets(tiny_shards):

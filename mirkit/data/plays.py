@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,20 +39,35 @@ class PlayArrays:
 
 def _cached(directory: Path, build) -> dict[str, np.ndarray]:
     """Arrays from `directory/*.npy` (memory-mapped), building and saving them first if
-    absent; when the directory cannot be written, the arrays stay in memory."""
-    done = directory / "done.json"
-    if done.exists():
-        names = json.loads(done.read_text())
-        return {n: np.load(directory / f"{n}.npy", mmap_mode="r") for n in names}
-    arrays = build()
+    absent; when the directory cannot be written, the arrays stay in memory.
+
+    Several processes (DDP ranks, loader workers) may build at once. Each writes into a
+    private directory and renames it into place, so no one ever reads a half-written
+    file; whoever renames second drops its copy and reads the first one's."""
+    if not (directory / "done.json").exists():
+        arrays = build()
+        try:
+            _publish(directory, arrays)
+        except OSError:
+            return arrays
+    names = json.loads((directory / "done.json").read_text())
+    return {n: np.load(directory / f"{n}.npy", mmap_mode="r") for n in names}
+
+
+def _publish(directory: Path, arrays: dict[str, np.ndarray]) -> None:
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    private = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
-        directory.mkdir(parents=True, exist_ok=True)
         for name, array in arrays.items():
-            np.save(directory / f"{name}.npy", array)
-        done.write_text(json.dumps(sorted(arrays)))
-    except OSError:
-        return arrays
-    return {n: np.load(directory / f"{n}.npy", mmap_mode="r") for n in arrays}
+            np.save(private / f"{name}.npy", array)
+        (private / "done.json").write_text(json.dumps(sorted(arrays)))
+        try:
+            private.rename(directory)
+        except OSError:
+            if not (directory / "done.json").exists():
+                raise
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def load_plays(shards_dir: Path, fingerprint: str) -> PlayArrays:
