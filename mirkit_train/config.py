@@ -30,6 +30,7 @@ class TrainConfig:
     align_weight: float = 1.0  # content-to-id alignment loss (models with content and ids)
     batch_size: int = 128  # sequences per batch (user-major)
     shift_windows: bool = False  # user-major: window cuts drawn anew each epoch
+    history_dropout: float = 0.0  # chance of hiding each training-history item (mask token)
     sampled_negatives: int = 512
     epochs: int = 10
     max_steps_per_epoch: int = 0  # 0 = a full pass

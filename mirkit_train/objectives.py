@@ -32,6 +32,17 @@ def items_by_id(model: TwoTower, ids: torch.Tensor, tabular: np.ndarray | None) 
     return model.items(batch)
 
 
+def hide_history_items(histories: torch.Tensor, p: float, mask_id: int) -> torch.Tensor:
+    """Training histories with each item (not padding) replaced by `mask_id` with
+    probability p: the model must predict from partly hidden histories, which regularises
+    it on sparse data (measured in docs/design.md). The mask is the id table's
+    out-of-vocabulary row, the one serving shows for ids it does not know."""
+    if p <= 0:
+        return histories
+    hide = (histories > 0) & (torch.rand(histories.shape, device=histories.device) < p)
+    return histories.masked_fill(hide, mask_id)
+
+
 def user_major_loss(
     model: TwoTower,
     batch,
@@ -42,7 +53,8 @@ def user_major_loss(
     tabular: np.ndarray | None,
 ) -> tuple[torch.Tensor, int]:
     inputs, targets = (t.to(log_pop.device) for t in batch)
-    hidden = model.user_tower.sequence(inputs)
+    tower = model.user_tower
+    hidden = tower.sequence(hide_history_items(inputs, cfg.history_dropout, tower.oov_index()))
     mask = targets > 0
     h, t = hidden[mask], targets[mask]
     scale = model.temperature()
@@ -77,7 +89,10 @@ def item_major_loss(
     batch's: what lets a cold item, which has only content, land where its warm
     neighbours' ids are."""
     m, k, length = batch.histories.shape
-    users = model.users(batch.histories.view(m * k, length).to(device))
+    histories = batch.histories.view(m * k, length).to(device)
+    users = model.users(
+        hide_history_items(histories, cfg.history_dropout, model.user_tower.oov_index())
+    )
     items_batch = batch.items.to(device)
     ids = items_batch.item_ids
     tower = model.item_tower

@@ -385,3 +385,31 @@ def test_the_alignment_term_asks_content_to_find_its_own_detached_id_row(tiny_sh
         )
     assert torch.allclose(grads[0][0], grads[1][0], atol=1e-7)
     assert not torch.allclose(grads[0][1], grads[1][1], atol=1e-5)
+
+
+def test_history_dropout_hides_items_behind_the_mask_token_in_training(tiny_shards, tmp_path):
+    from mirkit.models.config import PRESETS
+    from mirkit_train.objectives import hide_history_items, user_major_loss
+
+    torch.manual_seed(0)
+    histories = torch.randint(1, N_ITEMS + 1, (200, 20))
+    histories[:, :5] = 0  # left padding
+    hidden = hide_history_items(histories, 0.3, N_ITEMS + 1)
+    changed = hidden != histories
+    assert (hidden[changed] == N_ITEMS + 1).all() and not changed[:, :5].any()
+    assert 0.25 < changed[:, 5:].float().mean() < 0.35
+    assert torch.equal(hide_history_items(histories, 0.0, N_ITEMS + 1), histories)
+    # wired into the loss: with every item hidden, what the history held no longer matters
+    model = TwoTower(PRESETS["small"].with_modalities(("id",)), N_ITEMS).eval()
+    targets = torch.randint(1, N_ITEMS + 1, (200, 20))
+    other = torch.where(histories > 0, histories % N_ITEMS + 1, 0)
+    log_pop = torch.zeros(N_ITEMS + 1)
+    losses = {}
+    for p in (0.0, 1.0):
+        cfg = config(tiny_shards, tmp_path, modalities=("id",), history_dropout=p)
+        losses[p] = [
+            user_major_loss(model, (h, targets), "full-softmax", N_ITEMS, log_pop, cfg, None)[0]
+            for h in (histories, other)
+        ]
+    assert not torch.allclose(losses[0.0][0], losses[0.0][1])
+    assert torch.allclose(losses[1.0][0], losses[1.0][1])

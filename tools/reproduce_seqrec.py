@@ -1,7 +1,8 @@
 """Reproduce the published full-ranking numbers of SASRec on the S3-Rec benchmarks with
 mirkit's id-only model (the user tower, the loss and the evaluation on their own).
 
-    .venv/bin/python tools/reproduce_seqrec.py ../shared/data/seqrec/LastFM.txt --out /tmp/seqrec
+    .venv/bin/python tools/reproduce_seqrec.py ../shared/data/seqrec/LastFM.txt --out /tmp/seqrec \
+        --mask-seen --patience 30 --history-dropout 0.3
     .venv/bin/python tools/reproduce_seqrec.py ../shared/data/seqrec/Beauty.txt --out /tmp/seqrec \
         --lr 3e-3 --dropout 0.3 --epochs 20 --batch-size 128
 
@@ -63,6 +64,12 @@ PUBLISHED = {  # HR@10, NDCG@10, HR@20, NDCG@20
     default=True,
     help="Cut long histories into training windows at new places each epoch.",
 )
+@click.option(
+    "--history-dropout",
+    type=float,
+    default=0.0,
+    help="Hide each training-history item behind the mask token with this probability.",
+)
 @click.option("--seed", type=int, default=0)
 @click.option("--patience", type=int, default=10, help="Epochs without a better val NDCG@10.")
 def main(
@@ -77,6 +84,7 @@ def main(
     patience: int,
     mask_seen: bool,
     shift_windows: bool,
+    history_dropout: float,
     seed: int,
 ) -> None:
     log.configure(0)
@@ -87,8 +95,9 @@ def main(
     logq_tag = "-logq" if logq and loss == "in-batch" else ""
     mask_tag = "-mask" if mask_seen else ""
     window_tag = "-shifted" if shift_windows else ""
+    hide_tag = f"-hd{history_dropout:g}" if history_dropout else ""
     seed_tag = f"-seed{seed}" if seed else ""
-    tags = f"{logq_tag}{mask_tag}{window_tag}"
+    tags = f"{logq_tag}{mask_tag}{window_tag}{hide_tag}"
     run = out / f"run-{name}-{loss}{tags}-lr{lr:g}-do{dropout:g}{seed_tag}"
     shutil.rmtree(run, ignore_errors=True)  # this tool always trains from scratch
     started = time.perf_counter()
@@ -107,6 +116,7 @@ def main(
             exclude_seen=True,
             mask_seen=mask_seen,
             shift_windows=shift_windows,
+            history_dropout=history_dropout,
             seed=seed,
             path="user-major",
             early_stopping=patience,
@@ -127,6 +137,7 @@ def main(
     click.echo(
         f"| {name} | mirkit id-only ({loss}{', logQ' if logq and loss == 'in-batch' else ''}"
         f"{', seen masked' if mask_seen else ''}{', shifted windows' if shift_windows else ''}"
+        f"{f', history dropout {history_dropout:g}' if history_dropout else ''}"
         f", {summary['steps']} steps, {minutes:.1f} min, "
         f"best val NDCG@10 {summary['val NDCG@10 (best)']:.4f}) | "
         + " | ".join(f"{v:.4f}" for v in row)
