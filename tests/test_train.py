@@ -413,3 +413,20 @@ def test_history_dropout_hides_items_behind_the_mask_token_in_training(tiny_shar
         ]
     assert not torch.allclose(losses[0.0][0], losses[0.0][1])
     assert torch.allclose(losses[1.0][0], losses[1.0][1])
+    # and into the item-major loss
+    from mirkit.models.item_tower import ItemBatch
+    from mirkit_train.item_major import ItemMajorBatch
+    from mirkit_train.objectives import item_major_loss
+
+    def item_major(h: torch.Tensor) -> ItemMajorBatch:
+        return ItemMajorBatch(
+            items=ItemBatch(item_ids=torch.arange(1, 11)),
+            histories=h[:40].view(10, 4, 20),
+            target_rows=torch.zeros(10, 4, dtype=torch.long),
+            log_q=torch.full((10,), -3.0),
+        )
+
+    for p, same in ((0.0, False), (1.0, True)):
+        cfg = config(tiny_shards, tmp_path, modalities=("id",), history_dropout=p)
+        a, b = (item_major_loss(model, item_major(h), cfg, "cpu")[0] for h in (histories, other))
+        assert torch.allclose(a, b) == same
