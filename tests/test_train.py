@@ -181,6 +181,16 @@ def test_the_play_cache_is_never_visible_half_written(tmp_path, monkeypatch):
     assert all(np.array_equal(loaded[n], arrays[n]) for n in arrays)
 
 
+def test_a_play_cache_that_cannot_be_written_is_said_and_kept_in_memory(tmp_path, caplog):
+    directory = tmp_path / "plays-x"
+    directory.mkdir()
+    (directory / "values.npy").write_bytes(b"half")  # an interrupted build, no done.json
+    loaded = _cached(directory, lambda: {"values": np.arange(4)})
+    assert np.array_equal(loaded["values"], np.arange(4))
+    assert "play cache not written" in caplog.text and str(directory) in caplog.text
+    assert (directory / "values.npy").read_bytes() == b"half"  # nothing overwritten
+
+
 def test_held_out_plays_are_never_training_targets(tiny_shards):
     split = tiny_split(tiny_shards)
     held_out = set(split.val_rows) | set(split.test_rows)

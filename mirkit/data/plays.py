@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+logger = logging.getLogger(__name__)
 
 CACHE = ".cache"
 SPLITS = ("leave-one-out", "global-time")
@@ -48,7 +51,13 @@ def _cached(directory: Path, build) -> dict[str, np.ndarray]:
         arrays = build()
         try:
             _publish(directory, arrays)
-        except OSError:
+        except OSError as error:
+            logger.warning(
+                "play cache not written (%s): the arrays stay in memory for this run; if "
+                "%s is a leftover of an interrupted build, delete it",
+                error,
+                directory,
+            )
             return arrays
     names = json.loads((directory / "done.json").read_text())
     return {n: np.load(directory / f"{n}.npy", mmap_mode="r") for n in names}
