@@ -38,7 +38,7 @@ def benchmarks(preset: str) -> dict[str, list[str]]:
             "../shared/data/seqrec/LastFM.txt",
             "--out",
             "/tmp/mirkit-seqrec",
-            *("--mask-seen", "--patience", "30", "--history-dropout", "0.3"),
+            *("--mask-seen", "--patience", "30", "--history-dropout", "0.3", "--seeds", "0-4"),
         ],
         "seqrec-beauty": [
             *py,
