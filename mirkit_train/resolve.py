@@ -100,6 +100,11 @@ def choose_path(cfg: TrainConfig, model: ModelConfig) -> tuple[str, str]:
         raise TrainingError(f"the item-major path trains with in-batch negatives, not {loss}")
     if cfg.mask_seen and loss != "full-softmax":
         raise TrainingError(f"--mask-seen applies to the full softmax, not to {loss}")
+    if not 0 <= cfg.history_dropout < 1:
+        raise TrainingError(
+            f"--history-dropout {cfg.history_dropout} is not a probability below 1 "
+            "(1 would hide every history); 0.3 suits data without repeats, 0 turns it off"
+        )
     return path, loss
 
 

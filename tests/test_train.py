@@ -257,6 +257,8 @@ def test_user_major_refuses_content_models(tiny_shards, tmp_path):
         train(
             config(tiny_shards, tmp_path / "y", modalities=("id",), loss="in-batch", mask_seen=True)
         )
+    with pytest.raises(TrainingError, match="--history-dropout 1.0 is not a probability"):
+        train(config(tiny_shards, tmp_path / "z", modalities=("id",), history_dropout=1.0))
 
 
 def test_an_existing_run_is_not_overwritten(tiny_shards, tmp_path):
