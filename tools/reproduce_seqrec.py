@@ -23,7 +23,7 @@ import click
 import torch
 
 from mirkit import log
-from mirkit.data.plays import SplitConfig, load_plays, make_split
+from mirkit.data.plays import Split, SplitConfig, load_plays, make_split
 from mirkit.index import embed_catalogue
 from mirkit.models.two_tower import TwoTower
 from mirkit.shards.build import BuildInputs, BuildOptions, build_shards
@@ -107,6 +107,8 @@ def main(
         f"{', seen masked' if mask_seen else ''}{', shifted windows' if shift_windows else ''}"
         f"{f', history dropout {history_dropout:g}' if history_dropout else ''}"
     )
+    manifest = load_manifest(shards)
+    split = make_split(load_plays(shards, manifest["fingerprints"]["interactions"]), SplitConfig())
     click.echo("| data | model | HR@10 | NDCG@10 | HR@20 | NDCG@20 |")
     click.echo("|---|---|---:|---:|---:|---:|")
     rows, vals = [], []
@@ -137,7 +139,7 @@ def main(
             )
         )
         minutes = (time.perf_counter() - started) / 60
-        rows.append(_test(shards, run))
+        rows.append(_test(split, run))
         vals.append(summary["val NDCG@10 (best)"])
         click.echo(
             f"| {name} | {method}, seed {seed}, {summary['steps']} steps, {minutes:.1f} min, "
@@ -161,11 +163,9 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _test(shards: Path, run: Path) -> tuple[float, float, float, float]:
+def _test(split: Split, run: Path) -> tuple[float, float, float, float]:
     """HR@10, NDCG@10, HR@20, NDCG@20 of the run's best model on the test targets (also
     written to run/test.json)."""
-    manifest = load_manifest(shards)
-    split = make_split(load_plays(shards, manifest["fingerprints"]["interactions"]), SplitConfig())
     model = TwoTower.load(run / "model").eval()
     n_items = model.n_items
     with torch.no_grad():
