@@ -97,16 +97,14 @@ def main(
     shards = out / f"shards-{name}"
     if not (shards / "manifest.json").exists():
         build_shards(BuildInputs(plays=data), BuildOptions(out=shards))
-    logq_tag = "-logq" if logq and loss == "in-batch" else ""
-    mask_tag = "-mask" if mask_seen else ""
-    window_tag = "-shifted" if shift_windows else ""
-    hide_tag = f"-hd{history_dropout:g}" if history_dropout else ""
-    tags = f"{logq_tag}{mask_tag}{window_tag}{hide_tag}"
-    method = (
-        f"mirkit id-only ({loss}{', logQ' if logq and loss == 'in-batch' else ''}"
-        f"{', seen masked' if mask_seen else ''}{', shifted windows' if shift_windows else ''}"
-        f"{f', history dropout {history_dropout:g}' if history_dropout else ''}"
-    )
+    options = [  # (in use, run-name tag, words in the row)
+        (logq and loss == "in-batch", "-logq", "logQ"),
+        (mask_seen, "-mask", "seen masked"),
+        (shift_windows, "-shifted", "shifted windows"),
+        (history_dropout > 0, f"-hd{history_dropout:g}", f"history dropout {history_dropout:g}"),
+    ]
+    tags = "".join(tag for used, tag, _ in options if used)
+    method = f"mirkit id-only ({', '.join([loss] + [words for used, _, words in options if used])}"
     manifest = load_manifest(shards)
     split = make_split(load_plays(shards, manifest["fingerprints"]["interactions"]), SplitConfig())
     click.echo("| data | model | HR@10 | NDCG@10 | HR@20 | NDCG@20 |")
