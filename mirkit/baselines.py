@@ -30,3 +30,33 @@ def last_played(history: np.ndarray, pop: np.ndarray) -> np.ndarray:
     if len(history):
         scores[history[-1]] += 1.0
     return scores
+
+
+def recency_frequency(
+    history: np.ndarray, times: np.ndarray, request: int, pop: np.ndarray, decay: float = 0.5
+) -> np.ndarray:
+    """ACT-R base-level activation of each track the user played (Anderson's model of
+    memory, used for music re-listening by Reiter-Haas et al., RecSys 2021): log of the
+    sum over its plays of (seconds since the play) ^ -decay, with ACT-R's customary
+    decay 0.5; unplayed items by popularity, below every played one."""
+    scores = pop * 1e-9 - 1e9
+    if len(history):
+        ages = np.maximum(request - np.asarray(times, dtype=np.float64), 1.0)
+        strength = np.zeros(len(pop))
+        np.add.at(strength, history, ages**-decay)
+        played = np.unique(history)
+        scores[played] = np.log(strength[played]) + pop[played] * 1e-12
+    return scores
+
+
+def user_transitions(history: np.ndarray, pop: np.ndarray) -> np.ndarray:
+    """What this user played right after their last track, the other times they played
+    it (counts, the most recent transition breaking ties), then the user's own play
+    counts, then popularity."""
+    scores = user_most_played(history, pop) * 1e-3
+    if len(history) > 1:
+        after = np.flatnonzero(history[:-1] == history[-1]) + 1
+        np.add.at(scores, history[after], 1.0)
+        if len(after):
+            scores[history[after[-1]]] += 0.5
+    return scores

@@ -9,6 +9,7 @@ so slices and paired bootstrap intervals come from the same numbers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,15 +17,28 @@ import numpy as np
 import polars as pl
 import torch
 
-from mirkit.baselines import last_played, popularity, user_most_played
+from mirkit.baselines import (
+    last_played,
+    popularity,
+    recency_frequency,
+    user_most_played,
+    user_transitions,
+)
 from mirkit.data.plays import Split, SplitConfig, load_plays, make_split
 from mirkit.index import INDEX_FILE, ItemIndex
-from mirkit.metrics import rank_in_blocks, target_ranks
+from mirkit.metrics import rank_scores, target_ranks
+from mirkit.models.user_tower import SASRec
 from mirkit.runs import RunError, TrainedRun
 
 KS = (10, 20, 50)
 TOP_K = 10  # the list length for the beyond-accuracy measures
-BASELINES = ("most-popular", "user most-played", "last-played")
+BASELINES = (
+    "most-popular",
+    "user most-played",
+    "last-played",
+    "recency-frequency (ACT-R)",
+    "user transitions",
+)
 
 
 @dataclass
@@ -86,57 +100,92 @@ def slices(targets: Targets) -> dict[str, np.ndarray]:
     return masks
 
 
+def baseline_scores(targets: Targets, r: int, pop: np.ndarray) -> dict[str, np.ndarray]:
+    """Each baseline's scores of every item for target r: they see the training plays
+    (popularity) and the user's own plays before the target, with their times."""
+    history = targets.history(r)
+    row = int(targets.rows[r])
+    times = np.asarray(targets.split.plays.times[row - len(history) : row])
+    request = int(targets.split.plays.times[row])
+    return {
+        "most-popular": pop.copy(),
+        "user most-played": user_most_played(history, pop),
+        "last-played": last_played(history, pop),
+        "recency-frequency (ACT-R)": recency_frequency(history, times, request, pop),
+        "user transitions": user_transitions(history, pop),
+    }
+
+
 def baseline_ranks(
-    targets: Targets, exclude_seen: bool
+    targets: Targets, exclude_seen: bool, top_k: int = TOP_K
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(ranks, top-K lists) of the three baselines."""
+    """(ranks, top-K lists) of the baselines."""
     n = len(targets.train_counts) - 1
     pop = popularity(np.asarray(targets.split.plays.items)[targets.split.train_rows], n)
     ranks = {name: np.empty(len(targets.items), dtype=np.int64) for name in BASELINES}
-    k = min(TOP_K, n)
+    k = min(top_k, n)
     tops = {name: np.empty((len(targets.items), k), dtype=np.int64) for name in BASELINES}
     for r, target in enumerate(targets.items):
-        history = targets.history(r)
-        for name, scores in (
-            ("most-popular", pop.copy()),
-            ("user most-played", user_most_played(history, pop)),
-            ("last-played", last_played(history, pop)),
-        ):
+        for name, scores in baseline_scores(targets, r, pop).items():
             if exclude_seen:
-                seen = np.unique(history)
+                seen = np.unique(targets.history(r))
                 scores[seen[seen != target]] = -np.inf
             ranks[name][r] = target_ranks(scores[None], np.array([target]))[0]
-            tops[name][r] = np.argsort(-scores, kind="stable")[:k]
+            if k:
+                tops[name][r] = np.argsort(-scores, kind="stable")[:k]
     return ranks, tops
 
 
 @torch.no_grad()
-def run_users(run: TrainedRun, targets: Targets) -> tuple[torch.Tensor, ItemIndex]:
-    """The run's user embeddings at every target [T, dim], and its index."""
-    index = ItemIndex.load(run.path / INDEX_FILE)
-    tower = run.load_user_tower(index=index)
-    histories = np.stack([targets.split.history(int(r), tower.max_len) for r in targets.rows])
-    if not len(histories):
-        return torch.zeros(0, index.embeddings.shape[1]), index
-    blocks = range(0, len(histories), 512)
-    return torch.cat([tower(torch.from_numpy(histories[s : s + 512])) for s in blocks]), index
+def model_scores(
+    tower: SASRec, split: Split, rows: np.ndarray, items: torch.Tensor, block: int = 512
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """(first row, scores [b, V]) of `rows` in blocks: `SASRec.score` of each target's
+    history, at the target's time, against the item table `items` [V, dim]."""
+    tower.eval()
+    times = np.asarray(split.plays.times)
+    for start in range(0, len(rows), block):
+        chunk = rows[start : start + block]
+        windows = np.stack([np.stack(split.window(int(r), tower.max_len)) for r in chunk])
+        history, played = (torch.from_numpy(windows[:, i]).to(items.device) for i in (0, 1))
+        request = torch.from_numpy(times[chunk]).to(items.device)
+        yield start, tower.score(history, items, played, request)
+
+
+def model_ranks(
+    tower: SASRec,
+    split: Split,
+    rows: np.ndarray,
+    items: torch.Tensor,
+    exclude_seen: bool,
+    top_k: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ranks [T], top-K lists [T, top_k]) of the targets at `rows` among the items of
+    `items` (row 0 = padding): the one ranking of training validation and `mirkit eval`."""
+    targets = torch.from_numpy(np.asarray(split.plays.items)[rows].astype(np.int64))
+    ranks = np.zeros(len(rows), dtype=np.int64)
+    top = np.zeros((len(rows), top_k), dtype=np.int64)
+    for start, scores in model_scores(tower, split, rows, items):
+        chunk = rows[start : start + len(scores)]
+        exclude = None
+        if exclude_seen:
+            exclude = [torch.from_numpy(np.unique(split.plays_before(int(r)))) for r in chunk]
+            exclude = [e.to(scores.device) for e in exclude]
+        target = targets[start : start + len(scores)].to(scores.device)
+        ranks[start : start + len(scores)] = rank_scores(scores, target, exclude).cpu().numpy()
+        if top_k:
+            top[start : start + len(scores)] = scores.topk(top_k, dim=1).indices.cpu().numpy()
+    return ranks, top
 
 
 def run_ranks(
     run: TrainedRun, targets: Targets, exclude_seen: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ranks, top-K lists) of a trained run, from its user tower and its index."""
-    users, index = run_users(run, targets)
+    index = ItemIndex.load(run.path / INDEX_FILE)
+    tower = run.load_user_tower(index=index)
     items = torch.from_numpy(index.embeddings[: run.n_items + 1])
-    exclude = None
-    if exclude_seen:
-        exclude = [
-            torch.from_numpy(np.unique(targets.history(r))) for r in range(len(targets.rows))
-        ]
-    ranks = rank_in_blocks(users, items, torch.from_numpy(targets.items), exclude).numpy()
-    excluded = [e.numpy() for e in exclude] if exclude is not None else None
-    _, top = index.search(users.numpy(), TOP_K, excluded)
-    return ranks, top
+    return model_ranks(tower, targets.split, targets.rows, items, exclude_seen, TOP_K)
 
 
 def sampled_ranks(scores_of, targets: Targets, negatives: int, seed: int = 0) -> np.ndarray:
@@ -289,11 +338,14 @@ def evaluate_run(
 
 def _sampled(run: TrainedRun, targets: Targets, negatives: int) -> dict:
     """The sampled protocol for the run and most-popular (labelled as such)."""
-    vectors, index = run_users(run, targets)
-    users = vectors.numpy()
+    index = ItemIndex.load(run.path / INDEX_FILE)
+    tower = run.load_user_tower(index=index)
+    items = torch.from_numpy(index.embeddings[: run.n_items + 1])
+    scores = torch.cat([s for _, s in model_scores(tower, targets.split, targets.rows, items)])
+    scores = scores.numpy()
     n = len(targets.train_counts) - 1
     pop = popularity(np.asarray(targets.split.plays.items)[targets.split.train_rows], n)
-    model = sampled_ranks(lambda r, ids: index.embeddings[ids] @ users[r], targets, negatives)
+    model = sampled_ranks(lambda r, ids: scores[r, ids], targets, negatives)
     popular = sampled_ranks(lambda r, ids: pop[ids], targets, negatives)
     return {
         "protocol": f"target vs {negatives} sampled unplayed items - NOT comparable with "

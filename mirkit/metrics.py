@@ -59,12 +59,19 @@ def rank_in_blocks(
     ranks = []
     for start in range(0, len(users), block):
         scores = users[start : start + block].float() @ items.float().T
-        scores[:, 0] = float("-inf")
-        rows = torch.arange(len(scores), device=scores.device)
-        target = targets[start : start + block]
-        if exclude is not None:
-            for r, ids in enumerate(exclude[start : start + block]):
-                scores[r, ids[ids != target[r]]] = float("-inf")
-        target_scores = scores[rows, target]
-        ranks.append((scores >= target_scores[:, None]).sum(dim=1))
+        part = exclude[start : start + block] if exclude is not None else None
+        ranks.append(rank_scores(scores, targets[start : start + block], part))
     return torch.cat(ranks)
+
+
+def rank_scores(
+    scores: torch.Tensor, targets: torch.Tensor, exclude: list[torch.Tensor] | None = None
+) -> torch.Tensor:
+    """Pessimistic 1-based ranks of `targets` [B] in `scores` [B, n_items + 1], changed in
+    place: column 0 (padding) and each row's `exclude` ids other than its target get -inf."""
+    scores[:, 0] = float("-inf")
+    if exclude is not None:
+        for r, ids in enumerate(exclude):
+            scores[r, ids[ids != targets[r]]] = float("-inf")
+    target_scores = scores[torch.arange(len(scores), device=scores.device), targets]
+    return (scores >= target_scores[:, None]).sum(dim=1)

@@ -7,6 +7,7 @@ Only the user tower and the index are loaded; the full model (content encoders) 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,12 @@ from mirkit.data.plays import load_plays
 from mirkit.index import INDEX_FILE, IndexMismatch, ItemIndex, model_fingerprint
 from mirkit.runs import TrainedRun
 from mirkit.shards.reader import shards_holding
+
+LIVE_LOG = 24 * 3600
+"""A log whose newest play is younger than this (seconds) is live: requests are now."""
+SESSION_GAP = 30 * 60
+"""A request to an ended log comes this long after the listener's last play: a new
+session (30 minutes, the usual inactivity threshold of session studies)."""
 
 
 class UnknownId(LookupError):
@@ -56,6 +63,9 @@ class Recommender:
             )
         self.backend = backend
         self.user_tower = self.run.load_user_tower(index=self.index)
+        self.items = torch.from_numpy(self.index.embeddings)
+        self.unusable = (self.items == 0).all(dim=1)
+        self.unusable[0] = True
         self.max_len = self.user_tower.max_len
         self.plays = load_plays(self.shards, self.manifest["fingerprints"]["interactions"])
         users = pl.read_parquet(self.shards / "users.parquet")
@@ -114,26 +124,91 @@ class Recommender:
         ]
 
     # --- what ---
+    def played_at(self, user_id: str) -> np.ndarray:
+        """The times of the user's plays (`history`'s order)."""
+        self.history(user_id)  # the unknown-user message
+        u = int(self.user_rows[user_id])
+        return np.asarray(self.plays.times[self.plays.indptr[u] : self.plays.indptr[u + 1]])
+
+    def default_request_time(self, times: np.ndarray) -> tuple[int, str]:
+        """(time, why) of a request for a listener whose plays are at `times`: now while
+        the log is live (its newest play under a day old), else one session gap after
+        the listener's last play (the log has ended; 'now' would be years later)."""
+        now = int(time.time())
+        newest = int(np.asarray(self.plays.times).max()) if len(self.plays.times) else now
+        if now - newest < LIVE_LOG:
+            return now, "now (the log is live)"
+        last = int(times[-1]) if len(times) else newest
+        return last + SESSION_GAP, "the last play + 30 minutes (the log has ended)"
+
     @torch.no_grad()
-    def user_vectors(self, histories: list[np.ndarray]) -> np.ndarray:
-        """[B, dim] user embeddings from histories (ids unknown to the model -> OOV)."""
-        batch = np.zeros((len(histories), self.max_len), dtype=np.int64)
+    def recommend(
+        self,
+        histories: list[np.ndarray],
+        k: int = 10,
+        exclude_seen: bool = False,
+        times: list[np.ndarray] | None = None,
+        at: list[int] | None = None,
+    ) -> list[list[Recommendation]]:
+        """The top-k of each history (item ids, oldest first) with its play `times`, for
+        a request at `at` (both default to positions: one step after the last play), by
+        `SASRec.score`: the scores `mirkit eval` ranks by."""
+        history, played = self._padded(histories, times)
+        request = torch.tensor(at, dtype=torch.int64) if at is not None else None
+        exclude = [np.unique(h) for h in histories] if exclude_seen else None
+        if self.backend == "exact":
+            scores = self.user_tower.score(history, self.items, played, request)
+            top_scores, ids = self._top(scores, k, exclude)
+        else:
+            top_scores, ids = self._faiss_top(history, played, request, k, exclude)
+        return [
+            self._rows(s, i, set(h.tolist()))
+            for s, i, h in zip(top_scores, ids, histories, strict=True)
+        ]
+
+    def _padded(
+        self, histories: list[np.ndarray], times: list[np.ndarray] | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch = np.zeros((2, len(histories), self.max_len), dtype=np.int64)
         for r, h in enumerate(histories):
             recent = np.asarray(h[-self.max_len :], dtype=np.int64)
             if len(recent):
-                batch[r, self.max_len - len(recent) :] = recent
-        return self.user_tower(torch.from_numpy(batch)).numpy()
+                batch[0, r, self.max_len - len(recent) :] = recent
+                if times is not None:
+                    batch[1, r, self.max_len - len(recent) :] = times[r][-self.max_len :]
+        played = torch.from_numpy(batch[1]) if times is not None else None
+        return torch.from_numpy(batch[0]), played
 
-    def recommend(
-        self, histories: list[np.ndarray], k: int = 10, exclude_seen: bool = False
-    ) -> list[list[Recommendation]]:
-        vectors = self.user_vectors(histories)
-        exclude = [np.unique(h) for h in histories] if exclude_seen else None
-        scores, ids = self.index.search(vectors, k, exclude, backend=self.backend)
-        return [
-            self._rows(s, i, set(h.tolist()))
-            for s, i, h in zip(scores, ids, histories, strict=True)
-        ]
+    def _top(
+        self, scores: torch.Tensor, k: int, exclude: list[np.ndarray] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        scores[:, self.unusable] = float("-inf")
+        if exclude is not None:
+            for r, ids in enumerate(exclude):
+                scores[r, torch.as_tensor(ids[ids < scores.shape[1]])] = float("-inf")
+        top = scores.topk(min(k, scores.shape[1]), dim=1)
+        return top.values.numpy(), top.indices.numpy()
+
+    def _faiss_top(self, history, played, request, k, exclude) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate catalogue candidates, then the history's tracks re-scored: the
+        top-k of (k + history length) candidates and the history is the exact top-k of
+        the candidates' scores with the repeat bonus."""
+        states = self.user_tower(history, None, played, request)
+        extra = int((history > 0).sum(dim=1).max()) if len(history) else 0
+        _, ids = self.index.search(states.numpy(), k + extra, exclude, backend="faiss")
+        known = torch.where(history < len(self.items), history, 0)
+        candidates = torch.cat([torch.from_numpy(ids), known], dim=1)
+        scores = self.user_tower.score(history, self.items, played, request, candidates)
+        scores[self.unusable[candidates]] = float("-inf")
+        for r, row in enumerate(candidates.numpy()):  # a history track also found by faiss
+            repeated = np.ones(len(row), dtype=bool)
+            repeated[np.unique(row, return_index=True)[1]] = False
+            scores[r, torch.from_numpy(repeated)] = float("-inf")
+        if exclude is not None:
+            for r, seen in enumerate(exclude):
+                scores[r, torch.from_numpy(np.isin(candidates[r].numpy(), seen))] = float("-inf")
+        best = scores.topk(min(k, scores.shape[1]), dim=1)
+        return best.values.numpy(), candidates.gather(1, best.indices).numpy()
 
     def similar(self, item_id: int, k: int = 10) -> list[Recommendation]:
         vector = self.index.embeddings[item_id][None]

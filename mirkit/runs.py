@@ -105,6 +105,8 @@ class TrainedRun:
             config.user_heads,
             config.dropout,
             n_profile=config.n_profile,
+            time_inputs=config.time_inputs,
+            repeat=config.repeat,
         )
         state = torch.load(self.model_dir / WEIGHTS_FILE, map_location=device, weights_only=True)
         prefix = "user_tower."

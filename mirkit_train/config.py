@@ -18,6 +18,8 @@ class TrainConfig:
     lora_rank: int | None = None
     max_len: int | None = None
     dropout: float | None = None
+    time_inputs: bool = True  # the user tower reads the gaps between plays and to the request
+    repeat: bool = True  # the user tower scores the history's tracks as candidates to replay
     split: str = "leave-one-out"
     drop_repeats: bool = False
     k_core: int = 0

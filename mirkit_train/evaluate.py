@@ -1,93 +1,59 @@
-"""Validation by full ranking over the catalogue, beside the most-popular baseline.
+"""Validation by full ranking over the catalogue, beside the baselines of `mirkit eval`.
 
-With several ranks each ranks 1/W of the targets (the catalogue table, embedded 1/W per
-rank by `mirkit.index.embed_catalogue`, is summed by the loop); the ranks are gathered
-so that every rank holds the same report."""
+The model's ranks come from `mirkit.evaluation.model_ranks` and the baselines' from
+`mirkit.evaluation.baseline_ranks`, the functions `mirkit eval` uses, so validation and
+test numbers are the same computation on other rows. The baselines do not change while
+training, so they are ranked once. With several ranks each ranks 1/W of the targets (the
+catalogue table, embedded 1/W per rank by `mirkit.index.embed_catalogue`, is summed by
+the loop); the ranks are gathered so that every rank holds the same report."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from mirkit.baselines import popularity
 from mirkit.data.plays import Split
 from mirkit.distributed import ONE_PROCESS, World, all_gather_objects
-from mirkit.metrics import rank_in_blocks, ranking_report
+from mirkit.evaluation import Targets, baseline_ranks, model_ranks
+from mirkit.metrics import ranking_report
 from mirkit.models.two_tower import TwoTower
 
-
-@torch.no_grad()
-def user_embeddings(
-    model: TwoTower,
-    split: Split,
-    rows: np.ndarray,
-    max_len: int,
-    device: torch.device,
-    batch_size: int = 512,
-) -> torch.Tensor:
-    model.eval()
-    out = []
-    for start in range(0, len(rows), batch_size):
-        histories = np.stack(
-            [split.history(int(r), max_len) for r in rows[start : start + batch_size]]
-        )
-        out.append(model.users(torch.from_numpy(histories).to(device)).float())
-    return torch.cat(out) if out else torch.zeros(0, model.config.dim, device=device)
+KS = (10, 20, 50)
 
 
-def validation_rows(split: Split, limit: int, seed: int) -> np.ndarray:
+def validation_targets(split: Split, n_items: int, limit: int, seed: int) -> Targets:
     """The validation targets, at most `limit` of them (a fixed random subset)."""
     rows = split.val_rows
     if len(rows) > limit:
         rows = np.sort(np.random.default_rng(seed).choice(rows, limit, replace=False))
-    return rows
+    return targets_of(split, rows, n_items)
+
+
+def targets_of(split: Split, rows: np.ndarray, n_items: int) -> Targets:
+    items = np.asarray(split.plays.items)
+    counts = np.bincount(items[split.train_rows], minlength=n_items + 1)[: n_items + 1]
+    return Targets(split, np.asarray(rows), items[rows].astype(np.int64), counts)
+
+
+def baseline_reports(targets: Targets, exclude_seen: bool) -> dict[str, dict]:
+    ranks, _ = baseline_ranks(targets, exclude_seen, top_k=0)
+    return {name: ranking_report(r, ks=KS) for name, r in ranks.items()}
 
 
 def evaluate(
     model: TwoTower,
-    split: Split,
-    rows: np.ndarray,
+    targets: Targets,
     items: torch.Tensor,
-    n_items: int,
-    max_len: int,
     exclude_seen: bool = False,
     world: World = ONE_PROCESS,
+    baselines: dict[str, dict] | None = None,
 ) -> dict[str, dict]:
-    """Full-ranking metrics of the model and of most-popular on `rows`."""
-    device = items.device
-    all_targets = np.asarray(split.plays.items)[rows].astype(np.int64)
-    all_rows, rows = rows, rows[world.rank :: world.size]
-    targets = np.asarray(split.plays.items)[rows].astype(np.int64)
-    users = user_embeddings(model, split, rows, max_len, device)
-    exclude = None
-    if exclude_seen:
-        exclude = [torch.from_numpy(np.unique(split.plays_before(int(r)))).to(device) for r in rows]
-    ranks = rank_in_blocks(users, items, torch.from_numpy(targets).to(device), exclude)
-    ranks = np.concatenate(all_gather_objects(world, ranks.cpu().numpy()))
-    pop = popularity(np.asarray(split.plays.items)[split.train_rows], n_items)
-    excluded = None
-    if exclude_seen:
-        excluded = [np.unique(split.plays_before(int(r))) for r in all_rows]
-    return {
-        "model": ranking_report(ranks, ks=(10, 20, 50)),
-        "most-popular": ranking_report(
-            popularity_ranks(pop, all_targets, excluded), ks=(10, 20, 50)
-        ),
-    }
-
-
-def popularity_ranks(
-    pop: np.ndarray, targets: np.ndarray, exclude: list[np.ndarray] | None = None
-) -> np.ndarray:
-    """1-based ranks of `targets` when every user gets the same ranking by `pop` (ties
-    broken by item id, so there are none); excluded items other than the target drop out
-    of the ranking ahead of it."""
-    order = np.argsort(-pop, kind="stable")
-    position = np.empty_like(order)
-    position[order] = np.arange(1, len(order) + 1)
-    ranks = position[targets]
-    if exclude is not None:
-        for r, ids in enumerate(exclude):
-            ahead = position[ids[ids != targets[r]]] < ranks[r]
-            ranks[r] -= int(ahead.sum())
-    return ranks
+    """Full-ranking metrics of the model on the targets, then `baselines` (the reports of
+    `baseline_reports`; computed here when not given)."""
+    rows = targets.rows[world.rank :: world.size]
+    model.eval()
+    ranks, _ = model_ranks(model.user_tower, targets.split, rows, items, exclude_seen)
+    ranks = np.concatenate(all_gather_objects(world, ranks))
+    if baselines is None:
+        baselines = baseline_reports(targets, exclude_seen)
+    return {"model": ranking_report(ranks, ks=KS)} | baselines

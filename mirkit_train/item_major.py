@@ -35,7 +35,8 @@ from mirkit.models.item_tower import ItemBatch
 class ItemMajorBatch:
     items: ItemBatch  # M distinct items
     histories: torch.Tensor  # [M, K, L] left-padded item ids
-    target_rows: torch.Tensor  # [M, K] rows of the targets (for checks)
+    times: torch.Tensor  # [M, K, L] their play times
+    target_rows: torch.Tensor  # [M, K] rows of the targets (the request is their time)
     log_q: torch.Tensor  # [M] log emission probability of each item
 
 
@@ -80,7 +81,8 @@ class ItemMajorStream(IterableDataset):
         self.offsets, self.rows = item_target_rows(split, n_items)
 
     def _histories(self, rows: np.ndarray) -> np.ndarray:
-        return np.stack([self.split.history(int(r), self.max_len) for r in rows])
+        """[2, K, L]: the items and times of the histories before `rows`."""
+        return np.stack([self.split.window(int(r), self.max_len) for r in rows], axis=1)
 
     def _emissions(self, rng: np.random.Generator) -> Iterator[tuple[dict, np.ndarray]]:
         while True:
@@ -118,10 +120,11 @@ class ItemMajorStream(IterableDataset):
                 buffer.pop(i)
             items = collate_items([it for it, _ in picked], self.spec, self.tabular)
             rows = np.stack([r for _, r in picked])
-            histories = np.stack([self._histories(r) for r in rows])
+            histories = np.stack([self._histories(r) for r in rows], axis=1)
             yield ItemMajorBatch(
                 items,
-                torch.from_numpy(histories),
+                torch.from_numpy(histories[0]),
+                torch.from_numpy(histories[1]),
                 torch.from_numpy(rows),
                 torch.from_numpy(self.log_q[items.item_ids.numpy()]),
             )

@@ -52,9 +52,11 @@ def user_major_loss(
     cfg: TrainConfig,
     tabular: np.ndarray | None,
 ) -> tuple[torch.Tensor, int]:
-    inputs, targets = (t.to(log_pop.device) for t in batch)
+    inputs, targets, times, request = (t.to(log_pop.device) for t in batch)
     tower = model.user_tower
-    hidden = tower.sequence(hide_history_items(inputs, cfg.history_dropout, tower.oov_index()))
+    hidden = tower.sequence(
+        hide_history_items(inputs, cfg.history_dropout, tower.oov_index()), None, times, request
+    )
     mask = targets > 0
     h, t = hidden[mask], targets[mask]
     scale = model.temperature()
@@ -74,14 +76,22 @@ def user_major_loss(
     table = items_by_id(model, torch.arange(n_items + 1, device=t.device), tabular)
     if loss == "full-softmax":
         excluded = seen_so_far(inputs, n_items)[mask] if cfg.mask_seen else None
-        return full_softmax_loss(h, table, t, scale, excluded), len(t)
+        bonus = tower.history_bonus(inputs, hidden, times, request)
+        history = None
+        if bonus is not None:  # [B, L (queries), L (history)] -> the rows of the targets
+            history = (inputs[:, None, :].expand_as(bonus)[mask], bonus[mask])
+        return full_softmax_loss(h, table, t, scale, excluded, history), len(t)
     negatives = torch.randint(1, n_items + 1, (cfg.sampled_negatives,), device=t.device)
     uniform = torch.full((n_items + 1,), -math.log(n_items), device=t.device)
     return sampled_softmax_loss(h, table, t, negatives, scale, uniform), len(t)
 
 
 def item_major_loss(
-    model: TwoTower, batch: ItemMajorBatch, cfg: TrainConfig, device: torch.device
+    model: TwoTower,
+    batch: ItemMajorBatch,
+    cfg: TrainConfig,
+    device: torch.device,
+    play_times: np.ndarray,
 ) -> tuple[torch.Tensor, int]:
     """In-batch InfoNCE of the K histories of each of the M items against the items of
     all ranks; for models with content and ids, plus `align_weight` x an InfoNCE that
@@ -90,8 +100,13 @@ def item_major_loss(
     neighbours' ids are."""
     m, k, length = batch.histories.shape
     histories = batch.histories.view(m * k, length).to(device)
+    times = batch.times.view(m * k, length).to(device)
+    request = torch.from_numpy(play_times[batch.target_rows.view(-1).numpy()]).to(device)
     users = model.users(
-        hide_history_items(histories, cfg.history_dropout, model.user_tower.oov_index())
+        hide_history_items(histories, cfg.history_dropout, model.user_tower.oov_index()),
+        None,
+        times,
+        request,
     )
     items_batch = batch.items.to(device)
     ids = items_batch.item_ids
@@ -122,14 +137,18 @@ class TrainingStep(nn.Module):
         log_pop: torch.Tensor,
         cfg: TrainConfig,
         tabular: np.ndarray | None,
+        play_times: np.ndarray,
     ):
         super().__init__()
         self.model, self.path, self.loss, self.cfg, self.tabular = model, path, loss, cfg, tabular
+        self.play_times = play_times  # of every play row: a target's time is its request
         self.register_buffer("log_pop", log_pop, persistent=False)
 
     def forward(self, batch) -> tuple[torch.Tensor, int]:
         if self.path == "item-major":
-            return item_major_loss(self.model, batch, self.cfg, self.log_pop.device)
+            return item_major_loss(
+                self.model, batch, self.cfg, self.log_pop.device, self.play_times
+            )
         return user_major_loss(
             self.model, batch, self.loss, self.model.n_items, self.log_pop, self.cfg, self.tabular
         )

@@ -41,6 +41,8 @@ def resolve_model(
         text=text,
         max_len=cfg.max_len or model.max_len,
         dropout=model.dropout if cfg.dropout is None else cfg.dropout,
+        time_inputs=cfg.time_inputs,
+        repeat=cfg.repeat,
     )
     used = set(model.modalities)
     vocab_size, retokenize, pad = None, None, 0

@@ -160,10 +160,11 @@ class RunDir:
         if val:
             steps = [r["step"] for r in val]
             axes[2].plot(steps, [r["val_NDCG@10"] for r in val], marker="o", label="model")
-            axes[2].plot(
-                steps, [r["val_most-popular_NDCG@10"] for r in val], ls="--", label="most-popular"
-            )
-            axes[2].legend()
+            baselines = [k for k in val[-1] if k.startswith("val_") and k.endswith("_NDCG@10")]
+            for key in baselines:  # val_<baseline>_NDCG@10
+                label = key[len("val_") : -len("_NDCG@10")]
+                axes[2].plot(steps, [r.get(key) for r in val], ls="--", label=label)
+            axes[2].legend(fontsize=7)
         axes[2].set_title("validation NDCG@10")
         for ax in axes:
             ax.set_xlabel("step")

@@ -47,7 +47,7 @@ from mirkit.index import embed_catalogue
 from mirkit.models.two_tower import TwoTower
 from mirkit.shards.manifest import load_manifest
 from mirkit_train.config import TrainConfig
-from mirkit_train.evaluate import evaluate, validation_rows
+from mirkit_train.evaluate import baseline_reports, evaluate, validation_targets
 from mirkit_train.item_major import ItemMajorStream, item_major_loader, steps_per_epoch
 from mirkit_train.objectives import TrainingStep
 from mirkit_train.resolve import TrainingError, check_resumable, choose_path, resolve_model
@@ -144,7 +144,9 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
     frozen = freeze(model, cfg.freeze)
     if frozen:
         logger.info("kept fixed: %d weight tensors (%s)", frozen, ", ".join(cfg.freeze))
-    step_loss = TrainingStep(model, path, loss_name, log_pop, cfg, tabular)
+    step_loss = TrainingStep(
+        model, path, loss_name, log_pop, cfg, tabular, np.asarray(split.plays.times)
+    )
     if world.distributed:
         # 1x1 convolutions' weight gradients have size-1 dimensions whose strides differ
         # from the bucket's; the layouts are the same memory order, the warning is noise
@@ -253,7 +255,8 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
             run.save_checkpoint("last", state)
         return state
 
-    val_rows = validation_rows(split, cfg.val_limit, cfg.seed)
+    val_targets = validation_targets(split, n_items, cfg.val_limit, cfg.seed)
+    val_baselines = baseline_reports(val_targets, cfg.exclude_seen)
     autocast = device.type == "cuda" and cfg.bf16  # bf16 needs no gradient scaler
     summary: dict = {}
     stopped = None
@@ -355,7 +358,7 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
             table = all_reduce_sum(world, table)
             with model.reading_cold_items(table):  # as `mirkit eval` and serving do
                 report = evaluate(
-                    model, split, val_rows, table, n_items, max_len, cfg.exclude_seen, world=world
+                    model, val_targets, table, cfg.exclude_seen, world, val_baselines
                 )
             ndcg = report["model"]["NDCG@10"]
             row = {
@@ -368,13 +371,15 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
             for who, metrics in report.items():
                 prefix = "val" if who == "model" else f"val_{who}"
                 row |= {f"{prefix}_{k}": v for k, v in metrics.items() if k != "n"}
+            best_baseline = max(val_baselines, key=lambda b: val_baselines[b]["NDCG@10"])
             logger.info(
-                "epoch %d: loss %.4f, val NDCG@10 %.4f (most-popular %.4f), %.0f pairs/s, "
-                "data wait %.0f%%",
+                "epoch %d: loss %.4f, val NDCG@10 %.4f (best baseline: %s %.4f), %.0f "
+                "pairs/s, data wait %.0f%%",
                 epoch + 1,
                 row["train_loss"],
                 ndcg,
-                report["most-popular"]["NDCG@10"],
+                best_baseline,
+                val_baselines[best_baseline]["NDCG@10"],
                 row["samples_per_s"],
                 100 * row["data_wait_fraction"],
             )
@@ -389,8 +394,10 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
             summary = {
                 "val NDCG@10 (best)": round(best, 4),
                 "val Recall@10 (last epoch)": round(report["model"]["Recall@10"], 4),
-                "most-popular NDCG@10": round(report["most-popular"]["NDCG@10"], 4),
-                "most-popular Recall@10": round(report["most-popular"]["Recall@10"], 4),
+                f"{best_baseline} NDCG@10 (best baseline)": round(
+                    val_baselines[best_baseline]["NDCG@10"], 4
+                ),
+                f"{best_baseline} Recall@10": round(val_baselines[best_baseline]["Recall@10"], 4),
             }
             if cfg.early_stopping and stale >= cfg.early_stopping:
                 logger.info("no better NDCG@10 for %d epochs: stopping early", stale)
@@ -404,7 +411,7 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
         "ranks": world.size,
         "steps": step,
         **summary,
-        "validation targets": len(val_rows),
+        "validation targets": len(val_targets.rows),
         "items": n_items,
         "seconds": round(time.perf_counter() - started, 1),
     }

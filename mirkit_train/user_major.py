@@ -38,21 +38,21 @@ def windows(split: Split, max_len: int, rng: np.random.Generator | None = None) 
     return np.array(out, dtype=np.int64).reshape(-1, 2)
 
 
-def window_batch(
-    split: Split, spans: np.ndarray, max_len: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs [B, W], targets [B, W]), left-padded with 0, W = the longest window in the
-    batch (at most max_len; short-history datasets then cost a fraction of max_len):
-    position p's target is the play after input p."""
-    items = np.asarray(split.plays.items)
+def window_batch(split: Split, spans: np.ndarray, max_len: int) -> tuple[torch.Tensor, ...]:
+    """(inputs, targets, input times, target times), each [B, W], left-padded with 0, W =
+    the longest window in the batch (at most max_len; short-history datasets then cost a
+    fraction of max_len): position p's target is the play after input p, and its time is
+    the request time of position p."""
+    items, times = np.asarray(split.plays.items), np.asarray(split.plays.times)
     width = min(max_len, int((spans[:, 1] - spans[:, 0]).max()) - 1) if len(spans) else 1
-    inputs = np.zeros((len(spans), width), dtype=np.int64)
-    targets = np.zeros((len(spans), width), dtype=np.int64)
+    out = np.zeros((4, len(spans), width), dtype=np.int64)
     for r, (start, end) in enumerate(spans):
-        seq = items[start:end]
-        inputs[r, width - (len(seq) - 1) :] = seq[:-1]
-        targets[r, width - (len(seq) - 1) :] = seq[1:]
-    return torch.from_numpy(inputs), torch.from_numpy(targets)
+        first = width - (end - start - 1)
+        out[0, r, first:] = items[start : end - 1]
+        out[1, r, first:] = items[start + 1 : end]
+        out[2, r, first:] = times[start : end - 1]
+        out[3, r, first:] = times[start + 1 : end]
+    return tuple(torch.from_numpy(a) for a in out)
 
 
 class UserMajorBatches:
@@ -68,7 +68,7 @@ class UserMajorBatches:
 
     def epoch(
         self, epoch: int, start: int = 0, rank: int = 0, world: int = 1
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
         """This rank's batches of the epoch from step `start` on (a resumed epoch skips
         the steps already done): rank r takes batches r, r + world, ..."""
         spans = self.spans

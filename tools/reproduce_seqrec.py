@@ -29,7 +29,7 @@ from mirkit.models.two_tower import TwoTower
 from mirkit.shards.build import BuildInputs, BuildOptions, build_shards
 from mirkit.shards.manifest import load_manifest
 from mirkit_train.config import TrainConfig
-from mirkit_train.evaluate import evaluate
+from mirkit_train.evaluate import evaluate, targets_of
 from mirkit_train.train import train
 
 PUBLISHED = {  # HR@10, NDCG@10, HR@20, NDCG@20
@@ -168,7 +168,7 @@ def _test(split: Split, run: Path) -> tuple[float, float, float, float]:
     n_items = model.n_items
     with torch.no_grad():
         table = embed_catalogue(model, n_items, [], _no_content(), torch.device("cpu"))
-    report = evaluate(model, split, split.test_rows, table, n_items, 50, exclude_seen=True)
+    report = evaluate(model, targets_of(split, split.test_rows, n_items), table, exclude_seen=True)
     (run / "test.json").write_text(json.dumps(report, indent=1))
     ours = report["model"]
     return ours["Recall@10"], ours["NDCG@10"], ours["Recall@20"], ours["NDCG@20"]

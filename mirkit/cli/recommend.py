@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -97,6 +98,12 @@ def _cell(value) -> str:
     help="Batch mode: Parquet file to write (user_id, rank, item_id, artist, title, score).",
 )
 @click.option("--list-users", is_flag=True, help="Print the known user ids and exit.")
+@click.option(
+    "--at",
+    default=None,
+    help="The time of the request (ISO 8601 such as 2009-05-01T18:00:00Z, or epoch "
+    "seconds). Default: now for a live log, else the listener's last play + 30 minutes.",
+)
 @reported(*ERRORS)
 def recommend(
     user_id: str | None,
@@ -111,6 +118,7 @@ def recommend(
     users_file: Path | None,
     out: Path | None,
     list_users: bool,
+    at: str | None,
 ) -> None:
     """Recommend the next tracks for USER_ID (or an ad-hoc --history, or --users FILE)."""
     started = time.perf_counter()
@@ -120,7 +128,7 @@ def recommend(
         click.echo("\n".join(sorted(rec.user_rows)))
         return
     if users_file is not None:
-        _batch(rec, users_file, out, k, exclude_seen, loaded)
+        _batch(rec, users_file, out, k, exclude_seen, loaded, _request_time(at))
         return
     if (user_id is None) == (history is None):
         raise click.UsageError("give a USER_ID or --history (or --users FILE --out F)")
@@ -133,10 +141,16 @@ def recommend(
                 unknown.append(text)
                 items.append(rec.index.n_items + 1)  # out of vocabulary
         plays = np.asarray(items, dtype=np.int64)
-        who = "the given history"
+        who, times, when = "the given history", None, None
+        asked, why = None, "one step after the last play (the history has no times)"
     else:
         plays, unknown, who = rec.history(user_id), [], user_id
-    recommendations = rec.recommend([plays], k, exclude_seen)[0]
+        times = [rec.played_at(user_id)]
+        asked, why = _request_time(at), "given (--at)"
+        if asked is None:
+            asked, why = rec.default_request_time(times[0])
+        when = [asked]
+    recommendations = rec.recommend([plays], k, exclude_seen, times, when)[0]
     answered = time.perf_counter()
     rows = [r.as_dict() for r in recommendations]
     if explain:
@@ -164,6 +178,7 @@ def recommend(
         [
             ("run", run_path),
             ("history length", len(plays)),
+            ("request time", f"{_iso(asked)}: {why}" if asked is not None else why),
             ("unknown tracks (treated as new)", len(unknown)),
             ("already played in the top-K", sum(r["played"] for r in rows)),
             ("seconds to load the user tower and index", round(loaded - started, 2)),
@@ -172,15 +187,41 @@ def recommend(
     )
 
 
-def _batch(rec, users_file: Path, out: Path | None, k: int, exclude_seen: bool, loaded: float):
+def _request_time(text: str | None) -> int | None:
+    """Epoch seconds of an --at value (ISO 8601, or a number of seconds)."""
+    if text is None:
+        return None
+    if text.strip().lstrip("-").isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a time: give ISO 8601 (2009-05-01T18:00:00Z) or epoch seconds",
+            param_hint="--at",
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp())
+
+
+def _iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _batch(rec, users_file: Path, out: Path | None, k, exclude_seen, loaded, at: int | None):
     import polars as pl
 
     if out is None:
         raise click.UsageError("--users needs --out FILE.parquet")
     users = [u.strip() for u in users_file.read_text().splitlines() if u.strip()]
     histories = [rec.history(u) for u in users]
+    times = [rec.played_at(u) for u in users]
+    when = [at if at is not None else rec.default_request_time(t)[0] for t in times]
     rows = []
-    for user, recs in zip(users, rec.recommend(histories, k, exclude_seen), strict=True):
+    for user, recs in zip(
+        users, rec.recommend(histories, k, exclude_seen, times, when), strict=True
+    ):
         rows += [{"user_id": user, **r.as_dict()} for r in recs]
     pl.DataFrame(rows).write_parquet(out)
     log.summary(

@@ -44,6 +44,11 @@ HELP = {
     "history_dropout": "Training: hide each item of a history behind a mask token with "
     "this probability. Better on data without repeats (0.3 on LastFM); on the demo's "
     "plays, where repeats matter, it cost accuracy and coverage.",
+    "time_inputs": "The user tower reads the time gap before each play and before the "
+    "request (log-scale buckets; logs without times use positions).",
+    "repeat": "The user tower scores each history track as a candidate to play again "
+    "(learned recency and frequency, mixed in by the user state) beside the catalogue "
+    "score; it learns to stay out of the way on data without repeats.",
     "early_stopping": "Stop after this many epochs without a better NDCG@10 (0: never).",
 }
 

@@ -162,13 +162,17 @@ class Split:
 
     def history(self, row: int, max_len: int) -> np.ndarray:
         """The up to `max_len` plays before `row`, left-padded with 0."""
+        return self.window(row, max_len)[0]
+
+    def window(self, row: int, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """(items, times) of the up to `max_len` plays before `row`, left-padded with 0."""
         user = int(np.searchsorted(self.plays.indptr, row, side="right") - 1)
         start = max(int(self.plays.indptr[user]), row - max_len)
-        out = np.zeros(max_len, dtype=np.int64)
-        past = np.asarray(self.plays.items[start:row])
-        if len(past):
-            out[max_len - len(past) :] = past
-        return out
+        out = np.zeros((2, max_len), dtype=np.int64)
+        if row > start:
+            out[0, max_len - (row - start) :] = self.plays.items[start:row]
+            out[1, max_len - (row - start) :] = self.plays.times[start:row]
+        return out[0], out[1]
 
 
 def make_split(plays: PlayArrays, config: SplitConfig) -> Split:

@@ -57,6 +57,10 @@ class ModelConfig:
     dropout: float = 0.1
     n_profile: int = 0
     temperature: float = 0.07
+    time_inputs: bool = True
+    """The user tower reads the time gap before each play and before the request."""
+    repeat: bool = True
+    """The user tower scores the history's tracks as candidates to play again."""
 
     def __post_init__(self) -> None:
         unknown = set(self.modalities) - set(MODALITIES)
@@ -77,6 +81,8 @@ class ModelConfig:
                 inner = {k: tuple(v) if isinstance(v, list) else v for k, v in values[key].items()}
                 values[key] = kind(**inner)
         values["modalities"] = tuple(values.get("modalities", ()))
+        for part in ("time_inputs", "repeat"):  # models saved before these parts existed
+            values.setdefault(part, False)
         return cls(**values)
 
     def with_modalities(self, modalities: tuple[str, ...]) -> ModelConfig:

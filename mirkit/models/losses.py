@@ -15,6 +15,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from mirkit.models.history import scatter_history
+
 
 class LearnedTemperature(nn.Module):
     """The logit scale 1/tau as a learned log-parameter, clamped to tau >= min_tau."""
@@ -104,11 +106,17 @@ def full_softmax_loss(
     targets: torch.Tensor,
     scale: torch.Tensor,
     excluded: torch.Tensor | None = None,
+    history: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Cross-entropy over the whole catalogue: hidden [N, D], item_table [n_items + 1, D]
     (row 0 = padding, never a candidate), targets [N] in 1..n_items; excluded [N, n_items]
-    (optional, True = not a candidate for that row; the target always stays one)."""
-    logits = (hidden.float() * scale.float()) @ item_table[1:].float().T
+    (optional, True = not a candidate for that row; the target always stays one);
+    history (ids [N, L], bonus [N, L]): the repeat bonus of each row's history tracks,
+    added to their scores before the scale (`SASRec.score` ranks by the same sum)."""
+    logits = hidden.float() @ item_table.float().T
+    if history is not None:
+        logits = scatter_history(logits, *history)
+    logits = logits[:, 1:] * scale.float()
     if excluded is not None:
         rows = torch.arange(len(targets), device=targets.device)
         excluded = excluded.clone()

@@ -40,12 +40,20 @@ class TwoTower(nn.Module):
             config.dropout,
             shared,
             config.n_profile,
+            config.time_inputs,
+            config.repeat,
         )
         self.item_tower = ItemTower(config, n_items, shared, vocab_size)
         self.temperature = LearnedTemperature(config.temperature)
 
-    def users(self, history: torch.Tensor, profile: torch.Tensor | None = None) -> torch.Tensor:
-        return self.user_tower(history, profile)
+    def users(
+        self,
+        history: torch.Tensor,
+        profile: torch.Tensor | None = None,
+        times: torch.Tensor | None = None,
+        request: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.user_tower(history, profile, times, request)
 
     def items(self, batch: ItemBatch) -> torch.Tensor:
         return self.item_tower(batch)

@@ -3,6 +3,12 @@
 Histories are left-padded item ids [B, L] (0 = padding; the most recent play is at the
 end); ids beyond the catalogue map to an out-of-vocabulary row. Outputs at every
 position serve the all-position loss; the output at the last position is the user.
+
+With `time_inputs`, the play times [B, L] and the time of each request (the play being
+predicted) enter as log-scale gaps (`mirkit.models.history`); without times, positions
+stand in for them. With `repeat`, `score` adds each history track's learned bonus as a
+candidate to play again to its catalogue score: the one scoring function of training
+validation, `mirkit eval` and `mirkit recommend`.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mirkit.models.history import GapEmbedding, RepeatScorer, scatter_history
 
 
 def id_embedding(n_items: int, dim: int) -> nn.Embedding:
@@ -45,6 +53,8 @@ class SASRec(nn.Module):
         dropout: float,
         id_table: nn.Embedding | None = None,
         n_profile: int = 0,
+        time_inputs: bool = False,
+        repeat: bool = False,
     ):
         super().__init__()
         self.n_items = n_items
@@ -60,6 +70,9 @@ class SASRec(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
+        self.play_gaps = GapEmbedding(dim) if time_inputs else None
+        self.request_gaps = GapEmbedding(dim) if time_inputs else None
+        self.repeat = RepeatScorer(dim) if repeat else None
 
     @torch.no_grad()
     def read_cold_items_as(self, cold: torch.Tensor, embeddings: torch.Tensor) -> None:
@@ -78,18 +91,46 @@ class SASRec(nn.Module):
     def oov_index(self) -> int:
         return self.n_items + 1
 
-    def sequence(self, history: torch.Tensor, profile: torch.Tensor | None = None) -> torch.Tensor:
+    def sequence(
+        self,
+        history: torch.Tensor,
+        profile: torch.Tensor | None = None,
+        times: torch.Tensor | None = None,
+        request: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """L2-normalised outputs at every position [B, L, dim] (padding rows are defined
-        but meaningless). Position p attends to positions <= p only."""
-        history = history[:, -self.max_len :]
+        but meaningless). Position p attends to positions <= p only; its request time
+        `request[:, p]` is the time of the play it predicts (default: the next position)."""
+        history, times, request = _window(history, times, request, self.max_len)
         ids = torch.where(history > self.n_items, self.oov_index(), history)
         length = ids.shape[1]
         x = self.id_table(ids)
         x = x + self.positions(torch.arange(self.max_len - length, self.max_len, device=ids.device))
         if self.profile is not None and profile is not None:
             x = x + self.profile(profile)[:, None, :]
+        if self.play_gaps is not None:
+            times, request = play_times(ids, times, request)
+            previous = F.pad(times[:, :-1], (1, 0))
+            x = x + self.play_gaps(times - previous, F.pad(ids[:, :-1], (1, 0)) > 0)
         x = self.blocks(self.dropout(x), mask=self._attention_mask(ids))
+        if self.request_gaps is not None:
+            x = x + self.request_gaps(request - times)
         return F.normalize(self.head(self.norm(x)), dim=-1)
+
+    def history_bonus(
+        self,
+        history: torch.Tensor,
+        states: torch.Tensor,
+        times: torch.Tensor | None = None,
+        request: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
+        """The repeat bonus [B, P, L] of each history track (history [B, L]) at the last P
+        positions, whose user states are `states` [B, P, dim]; None without a repeat part."""
+        if self.repeat is None:
+            return None
+        times, request = play_times(history, times, request)
+        queries = states.shape[1]
+        return self.repeat(history, times, request[:, -queries:], states)[0]
 
     def _attention_mask(self, ids: torch.Tensor) -> torch.Tensor:
         """[B * heads, L, L], True = blocked: no future positions, no padding keys; a
@@ -101,9 +142,77 @@ class SASRec(nn.Module):
         heads = self.blocks.layers[0].self_attn.num_heads
         return blocked.repeat_interleave(heads, dim=0)
 
-    def forward(self, history: torch.Tensor, profile: torch.Tensor | None = None) -> torch.Tensor:
-        """The user embedding [B, dim]: the output after the most recent play. Columns
+    def forward(
+        self,
+        history: torch.Tensor,
+        profile: torch.Tensor | None = None,
+        times: torch.Tensor | None = None,
+        request: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The user embedding [B, dim]: the output after the most recent play, for a
+        request at time `request` [B] (default: one step after the last play). Columns
         that are padding in every row are dropped first (same result, less work)."""
+        history, times, request = _window(history, times, request, self.max_len, trim=True)
+        return self.sequence(history, profile, times, request)[:, -1]
+
+    def score(
+        self,
+        history: torch.Tensor,
+        items: torch.Tensor,
+        times: torch.Tensor | None = None,
+        request: torch.Tensor | None = None,
+        candidates: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Scores [B, V] of every item for requests at `request` [B]: the user embedding's
+        dot product with `items` [V, dim] (the index, L2-normalised rows), plus the repeat
+        bonus of the history's tracks. Training validation, `mirkit eval` and `mirkit
+        recommend` all rank by this. With `candidates` [B, C] (item ids), only theirs."""
+        history, times, request = _window(history, times, request, self.max_len, trim=True)
+        states = self.sequence(history, None, times, request)[:, -1:]
+        if candidates is None:
+            scores = states[:, 0].float() @ items.float().T
+        else:
+            scores = (states.float() * items[candidates].float()).sum(dim=-1)
+        bonus = self.history_bonus(history, states, times, request)
+        if bonus is None:
+            return scores
+        known = torch.where(history < items.shape[0], history, 0)
+        if candidates is None:
+            return scatter_history(scores, known, bonus[:, 0])
+        matches = (candidates[:, :, None] == known[:, None, :]).float()
+        return scores + (matches @ bonus[:, 0, :, None]).squeeze(-1)
+
+
+def play_times(
+    ids: torch.Tensor, times: torch.Tensor | None, request: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(times [B, L], request [B, L]): positions stand in for missing play times, and the
+    request at position p defaults to the time of position p + 1 (one step after the
+    last play at the end). A request [B] is the time of the last position's request."""
+    length = ids.shape[1]
+    if times is None:
+        times = torch.arange(1, length + 1, device=ids.device).expand_as(ids)
+    times = times.to(ids.device)
+    if request is None or request.dim() == 1:
+        last = times[:, -1:] + 1 if request is None else request.to(ids.device)[:, None]
+        request = torch.cat([times[:, 1:], last.to(times.dtype)], dim=1)
+    return times, request.to(ids.device)
+
+
+def _window(
+    history: torch.Tensor,
+    times: torch.Tensor | None,
+    request: torch.Tensor | None,
+    max_len: int,
+    trim: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The last max_len columns; with `trim`, also without the columns that are padding
+    in every row (same result, less work). A request [B] is kept whole."""
+    first = max(0, history.shape[1] - max_len)
+    if trim:
         used = (history != 0).any(dim=0).nonzero()
-        first = int(used[0]) if len(used) else history.shape[1] - 1
-        return self.sequence(history[:, first:], profile)[:, -1]
+        first = max(first, int(used[0]) if len(used) else history.shape[1] - 1)
+    times = times[:, first:] if times is not None else None
+    if request is not None and request.dim() == 2:
+        request = request[:, first:]
+    return history[:, first:], times, request
