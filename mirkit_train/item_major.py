@@ -36,7 +36,8 @@ class ItemMajorBatch:
     items: ItemBatch  # M distinct items
     histories: torch.Tensor  # [M, K, L] left-padded item ids
     times: torch.Tensor  # [M, K, L] their play times
-    target_rows: torch.Tensor  # [M, K] rows of the targets (the request is their time)
+    target_rows: torch.Tensor  # [M, K] rows of the targets (for checks)
+    request: torch.Tensor  # [M, K] the targets' times: when each history asks
     log_q: torch.Tensor  # [M] log emission probability of each item
 
 
@@ -126,6 +127,7 @@ class ItemMajorStream(IterableDataset):
                 torch.from_numpy(histories[0]),
                 torch.from_numpy(histories[1]),
                 torch.from_numpy(rows),
+                torch.from_numpy(np.asarray(self.split.plays.times)[rows]),
                 torch.from_numpy(self.log_q[items.item_ids.numpy()]),
             )
 

@@ -54,9 +54,8 @@ def user_major_loss(
 ) -> tuple[torch.Tensor, int]:
     inputs, targets, times, request = (t.to(log_pop.device) for t in batch)
     tower = model.user_tower
-    hidden = tower.sequence(
-        hide_history_items(inputs, cfg.history_dropout, tower.oov_index()), None, times, request
-    )
+    shown = hide_history_items(inputs, cfg.history_dropout, tower.oov_index())
+    hidden = tower.sequence(shown, None, times, request)
     mask = targets > 0
     h, t = hidden[mask], targets[mask]
     scale = model.temperature()
@@ -76,10 +75,11 @@ def user_major_loss(
     table = items_by_id(model, torch.arange(n_items + 1, device=t.device), tabular)
     if loss == "full-softmax":
         excluded = seen_so_far(inputs, n_items)[mask] if cfg.mask_seen else None
-        bonus = tower.history_bonus(inputs, hidden, times, request)
+        shown = shown.masked_fill(shown > n_items, 0)  # a hidden track gets no repeat bonus
+        bonus = tower.history_bonus(shown, hidden, times, request)
         history = None
         if bonus is not None:  # [B, L (queries), L (history)] -> the rows of the targets
-            history = (inputs[:, None, :].expand_as(bonus)[mask], bonus[mask])
+            history = (shown[:, None, :].expand_as(bonus)[mask], bonus[mask])
         return full_softmax_loss(h, table, t, scale, excluded, history), len(t)
     negatives = torch.randint(1, n_items + 1, (cfg.sampled_negatives,), device=t.device)
     uniform = torch.full((n_items + 1,), -math.log(n_items), device=t.device)
@@ -87,11 +87,7 @@ def user_major_loss(
 
 
 def item_major_loss(
-    model: TwoTower,
-    batch: ItemMajorBatch,
-    cfg: TrainConfig,
-    device: torch.device,
-    play_times: np.ndarray,
+    model: TwoTower, batch: ItemMajorBatch, cfg: TrainConfig, device: torch.device
 ) -> tuple[torch.Tensor, int]:
     """In-batch InfoNCE of the K histories of each of the M items against the items of
     all ranks; for models with content and ids, plus `align_weight` x an InfoNCE that
@@ -101,7 +97,7 @@ def item_major_loss(
     m, k, length = batch.histories.shape
     histories = batch.histories.view(m * k, length).to(device)
     times = batch.times.view(m * k, length).to(device)
-    request = torch.from_numpy(play_times[batch.target_rows.view(-1).numpy()]).to(device)
+    request = batch.request.view(m * k).to(device)
     users = model.users(
         hide_history_items(histories, cfg.history_dropout, model.user_tower.oov_index()),
         None,
@@ -126,6 +122,15 @@ def item_major_loss(
     return value, m * k
 
 
+def parts_without_gradient(model: TwoTower, path: str, loss: str) -> tuple[str, ...]:
+    """Parts this objective never reaches, to be kept fixed (DDP requires every trained
+    parameter to get a gradient): the repeat part learns from the full softmax only, the
+    one loss that scores the history's tracks among all items."""
+    if model.user_tower.repeat is not None and (path, loss) != ("user-major", "full-softmax"):
+        return ("user_tower.repeat",)
+    return ()
+
+
 class TrainingStep(nn.Module):
     """forward(batch) -> (loss, training pairs in the batch) for one data path."""
 
@@ -137,18 +142,14 @@ class TrainingStep(nn.Module):
         log_pop: torch.Tensor,
         cfg: TrainConfig,
         tabular: np.ndarray | None,
-        play_times: np.ndarray,
     ):
         super().__init__()
         self.model, self.path, self.loss, self.cfg, self.tabular = model, path, loss, cfg, tabular
-        self.play_times = play_times  # of every play row: a target's time is its request
         self.register_buffer("log_pop", log_pop, persistent=False)
 
     def forward(self, batch) -> tuple[torch.Tensor, int]:
         if self.path == "item-major":
-            return item_major_loss(
-                self.model, batch, self.cfg, self.log_pop.device, self.play_times
-            )
+            return item_major_loss(self.model, batch, self.cfg, self.log_pop.device)
         return user_major_loss(
             self.model, batch, self.loss, self.model.n_items, self.log_pop, self.cfg, self.tabular
         )

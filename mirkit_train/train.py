@@ -49,7 +49,7 @@ from mirkit.shards.manifest import load_manifest
 from mirkit_train.config import TrainConfig
 from mirkit_train.evaluate import baseline_reports, evaluate, validation_targets
 from mirkit_train.item_major import ItemMajorStream, item_major_loader, steps_per_epoch
-from mirkit_train.objectives import TrainingStep
+from mirkit_train.objectives import TrainingStep, parts_without_gradient
 from mirkit_train.resolve import TrainingError, check_resumable, choose_path, resolve_model
 from mirkit_train.run import RunDir, provenance
 from mirkit_train.user_major import UserMajorBatches
@@ -141,12 +141,11 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
     if cfg.init_from:
         copied = init_from_run(model, Path(cfg.init_from), device)
         logger.info("started from %s: %d weight tensors copied", cfg.init_from, copied)
-    frozen = freeze(model, cfg.freeze)
+    fixed = cfg.freeze + parts_without_gradient(model, path, loss_name)
+    frozen = freeze(model, fixed)
     if frozen:
-        logger.info("kept fixed: %d weight tensors (%s)", frozen, ", ".join(cfg.freeze))
-    step_loss = TrainingStep(
-        model, path, loss_name, log_pop, cfg, tabular, np.asarray(split.plays.times)
-    )
+        logger.info("kept fixed: %d weight tensors (%s)", frozen, ", ".join(fixed))
+    step_loss = TrainingStep(model, path, loss_name, log_pop, cfg, tabular)
     if world.distributed:
         # 1x1 convolutions' weight gradients have size-1 dimensions whose strides differ
         # from the bucket's; the layouts are the same memory order, the warning is noise
@@ -357,9 +356,7 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
             table = embed_catalogue(model, n_items, urls, spec, device, 64, tabular, share)
             table = all_reduce_sum(world, table)
             with model.reading_cold_items(table):  # as `mirkit eval` and serving do
-                report = evaluate(
-                    model, val_targets, table, cfg.exclude_seen, world, val_baselines
-                )
+                report = evaluate(model, val_targets, table, cfg.exclude_seen, world, val_baselines)
             ndcg = report["model"]["NDCG@10"]
             row = {
                 "step": step,

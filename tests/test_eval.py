@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from mirkit.cli import main
 from mirkit.data.plays import PlayArrays, SplitConfig, make_split
 from mirkit.evaluation import (
+    BASELINES,
     Targets,
     baseline_ranks,
     load_targets,
@@ -155,7 +156,7 @@ def test_eval_writes_complete_reports_and_runs_compare(two_runs):
     )
     assert result.exit_code == 0, result.output
     report = json.loads((mm / "eval-test.json").read_text())
-    methods = {"mm", "ids", "most-popular", "user most-played", "last-played"}
+    methods = {"mm", "ids", *BASELINES}
     assert set(report["metrics"]) == methods and set(report["vs_model"]) == methods - {"mm"}
     for values in report["metrics"].values():
         assert {"all", "repeat", "discovery", "cold items", "popularity: head"} <= set(values)

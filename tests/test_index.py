@@ -230,7 +230,9 @@ def test_a_track_appended_after_training_is_recommended_to_listeners_of_its_genr
         listener = catalog.filter((pl.col("genre") == g) & ~pl.col("item_id").is_in(new_ids))
         scores = (
             rec.index.embeddings[new_ids]
-            @ rec.user_tower(torch.from_numpy(listener["item_id"].to_numpy()[:12])[None])[0].numpy()
+            @ rec.user_tower(torch.tensor(listener["item_id"].to_numpy()[:12])[None])[0]
+            .detach()
+            .numpy()
         )
         same = [s for s, ng in zip(scores, new_genres, strict=True) if ng == g]
         other = [s for s, ng in zip(scores, new_genres, strict=True) if ng != g]

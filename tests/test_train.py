@@ -371,7 +371,9 @@ def test_the_alignment_term_asks_content_to_find_its_own_detached_id_row(tiny_sh
     batch = ItemMajorBatch(
         items=items,
         histories=torch.randint(1, N_ITEMS + 1, (m, k, 10)),
+        times=torch.arange(10).expand(m, k, 10),
         target_rows=torch.zeros(m, k, dtype=torch.long),
+        request=torch.full((m, k), 10),
         log_q=torch.full((m,), -3.0),
     )
     cfg = config(tiny_shards, tmp_path / "unused")
@@ -416,11 +418,13 @@ def test_history_dropout_hides_items_behind_the_mask_token_in_training(tiny_shar
     targets = torch.randint(1, N_ITEMS + 1, (200, 20))
     other = torch.where(histories > 0, histories % N_ITEMS + 1, 0)
     log_pop = torch.zeros(N_ITEMS + 1)
+    times = torch.arange(20).expand(200, 20)
     losses = {}
     for p in (0.0, 1.0):
         cfg = config(tiny_shards, tmp_path, modalities=("id",), history_dropout=p)
+        rest = (N_ITEMS, log_pop, cfg, None)
         losses[p] = [
-            user_major_loss(model, (h, targets), "full-softmax", N_ITEMS, log_pop, cfg, None)[0]
+            user_major_loss(model, (h, targets, times, times + 1), "full-softmax", *rest)[0]
             for h in (histories, other)
         ]
     assert not torch.allclose(losses[0.0][0], losses[0.0][1])
@@ -434,7 +438,9 @@ def test_history_dropout_hides_items_behind_the_mask_token_in_training(tiny_shar
         return ItemMajorBatch(
             items=ItemBatch(item_ids=torch.arange(1, 11)),
             histories=h[:40].view(10, 4, 20),
+            times=torch.arange(20).expand(10, 4, 20),
             target_rows=torch.zeros(10, 4, dtype=torch.long),
+            request=torch.full((10, 4), 20),
             log_q=torch.full((10,), -3.0),
         )
 
