@@ -107,13 +107,15 @@ class TrainedRun:
             n_profile=config.n_profile,
             time_inputs=config.time_inputs,
             repeat=config.repeat,
+            groups=(config.n_artists, config.n_albums),
         )
         state = torch.load(self.model_dir / WEIGHTS_FILE, map_location=device, weights_only=True)
         prefix = "user_tower."
         tower.load_state_dict(
             {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         )
-        if index is not None and "item_tower.warm" in state:
+        content = set(config.modalities) - {"id"}  # an id-only index holds no content
+        if index is not None and content and "item_tower.warm" in state:
             table = torch.from_numpy(index.embeddings[: tower.n_items + 1]).to(device)
             cold = cold_items(state["item_tower.warm"], table)
             if len(cold):

@@ -10,7 +10,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from mirkit.data.content import InputSpec, tabular_columns, tabular_features
+from mirkit.data.content import (
+    InputSpec,
+    artist_album_ids,
+    tabular_columns,
+    tabular_features,
+)
 from mirkit.models.config import PRESETS, ModelConfig
 from mirkit_train.config import TrainConfig
 
@@ -25,9 +30,10 @@ class TrainingError(RuntimeError):
 
 def resolve_model(
     cfg: TrainConfig, shards: Path, manifest: dict, catalog: pl.DataFrame
-) -> tuple[ModelConfig, int | None, InputSpec, np.ndarray | None]:
-    """The model config, the text vocabulary, what each item must provide, and the
-    tabular features, from the preset, the options and the shards."""
+) -> tuple[ModelConfig, int | None, InputSpec, np.ndarray | None, tuple | None]:
+    """The model config, the text vocabulary, what each item must provide, the tabular
+    features and the artist and album of each item id (`artist_album_ids`; None without
+    them), from the preset, the options and the shards."""
     model = PRESETS[cfg.preset]
     if cfg.modalities:
         model = model.with_modalities(tuple(cfg.modalities))
@@ -75,6 +81,10 @@ def resolve_model(
             )
         tabular = tabular_features(catalog, columns)
         model = replace(model, n_tabular=len(columns))
+    groups = None
+    if cfg.artists and "id" in used and "artist" in catalog.columns:
+        groups = artist_album_ids(catalog, int(catalog["item_id"].max()))
+        model = replace(model, n_artists=int(groups[0].max()), n_albums=int(groups[1].max()))
     spec = InputSpec(
         mel_frames=model.mel_frames if "audio" in used else None,
         n_mels=manifest["content_config"]["n_mels"],
@@ -83,7 +93,7 @@ def resolve_model(
         pad_token_id=pad,
         retokenize_with=retokenize,
     )
-    return model, vocab_size, spec, tabular
+    return model, vocab_size, spec, tabular, groups
 
 
 def choose_path(cfg: TrainConfig, model: ModelConfig) -> tuple[str, str]:

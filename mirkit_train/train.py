@@ -131,9 +131,11 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
     urls = list(cfg.shard_urls) or local_shard_urls(shards, manifest)
 
     # --- model ---
-    model_config, vocab_size, spec, tabular = resolve_model(cfg, shards, manifest, catalog)
+    model_config, vocab_size, spec, tabular, groups = resolve_model(cfg, shards, manifest, catalog)
     path, loss_name = choose_path(cfg, model_config)
     model = TwoTower(model_config, n_items, vocab_size).to(device)
+    if groups is not None:
+        model.set_catalogue_groups(*(torch.from_numpy(g).to(device) for g in groups))
     warm = np.unique(np.asarray(split.plays.items)[split.train_rows])
     model.item_tower.set_warm_items(torch.from_numpy(warm.astype(np.int64)).to(device))
     counts = np.bincount(np.asarray(split.plays.items)[split.train_rows], minlength=n_items + 1)

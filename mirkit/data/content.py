@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import torch
 from PIL import Image
 
@@ -159,3 +160,30 @@ def tabular_features(catalog, columns: list[str]) -> np.ndarray:
     out = np.zeros((int(catalog["item_id"].max()) + 1, len(columns)), dtype=np.float32)
     out[catalog["item_id"].to_numpy()] = scaled
     return out
+
+
+def artist_album_ids(catalog: pl.DataFrame, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """(artist, album) index [n_items + 2] of every item id, 1-based in order of first
+    appearance (0: padding, out of vocabulary, no artist, no album). Artists are told
+    apart by their normalised names (case and spacing ignored), albums by normalised
+    artist and album names, so two artists' albums of one title stay apart."""
+    known = catalog.filter(pl.col("item_id") <= n_items).sort("item_id")
+
+    def normal(column: str) -> pl.Expr:
+        text = pl.col(column).cast(pl.Utf8).fill_null("").str.to_lowercase()
+        return text.str.replace_all(r"\s+", " ").str.strip_chars()
+
+    keys = known.select(
+        "item_id",
+        normal("artist").alias("artist"),
+        pl.when(normal("album") != "")
+        .then(normal("artist") + "\x1f" + normal("album"))
+        .alias("album"),
+    )
+    out = np.zeros((2, n_items + 2), dtype=np.int64)
+    for row, column in enumerate(("artist", "album")):
+        values = keys[column].fill_null("").to_list()
+        index: dict[str, int] = {"": 0}
+        codes = [index.setdefault(v, len(index)) for v in values]
+        out[row, keys["item_id"].to_numpy()] = codes
+    return out[0], out[1]

@@ -61,6 +61,9 @@ class ModelConfig:
     """The user tower reads the time gap before each play and before the request."""
     repeat: bool = True
     """The user tower scores the history's tracks as candidates to play again."""
+    n_artists: int = 0
+    """Artists and albums of the catalogue (0: none): their rows join the id table."""
+    n_albums: int = 0
 
     def __post_init__(self) -> None:
         unknown = set(self.modalities) - set(MODALITIES)

@@ -90,7 +90,9 @@ class ItemTower(nn.Module):
         self.register_buffer("warm", torch.ones(n_items + 2, dtype=torch.bool))
         self.id_table = None
         if "id" in m:
-            self.id_table = id_table if id_table is not None else id_embedding(n_items, d)
+            if id_table is None:
+                id_table = id_embedding(n_items, d, config.n_artists, config.n_albums)
+            self.id_table = id_table
         self.ids_only = not self.content_modalities
         self.audio = AudioEncoder(config.audio) if "audio" in m else None
         self.text = TextEncoder(config.text, vocab_size) if "lyrics" in m else None

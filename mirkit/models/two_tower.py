@@ -13,7 +13,7 @@ from torch import nn
 from mirkit.models.config import ModelConfig
 from mirkit.models.item_tower import ItemBatch, ItemTower
 from mirkit.models.losses import LearnedTemperature
-from mirkit.models.user_tower import SASRec, cold_items, id_embedding
+from mirkit.models.user_tower import CatalogueEmbedding, SASRec, cold_items, id_embedding
 
 WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "model.json"
@@ -30,7 +30,7 @@ class TwoTower(nn.Module):
         self.config, self.n_items, self.vocab_size = config, n_items, vocab_size
         shared = None
         if config.share_id_table and "id" in config.modalities:
-            shared = id_embedding(n_items, config.dim)
+            shared = id_embedding(n_items, config.dim, config.n_artists, config.n_albums)
         self.user_tower = SASRec(
             n_items,
             config.dim,
@@ -57,6 +57,12 @@ class TwoTower(nn.Module):
 
     def items(self, batch: ItemBatch) -> torch.Tensor:
         return self.item_tower(batch)
+
+    def set_catalogue_groups(self, artist_of: torch.Tensor, album_of: torch.Tensor) -> None:
+        """The artist and album index [n_items + 2] of every item id, in every id table."""
+        for table in self.modules():
+            if isinstance(table, CatalogueEmbedding):
+                table.set_groups(artist_of, album_of)
 
     @contextmanager
     @torch.no_grad()

@@ -20,16 +20,52 @@ from torch import nn
 from mirkit.models.history import GapEmbedding, RepeatScorer, scatter_history
 
 
-def id_embedding(n_items: int, dim: int) -> nn.Embedding:
-    """The item id table (rows 0 = padding, n_items + 1 = out of vocabulary). Small
-    initial rows: scores are cosines, and under Adam a row's angle moves about lr / norm
-    per step, so N(0, 1) rows (norm ~ sqrt(dim)) learned several times slower (measured
-    in docs/design.md)."""
+def id_embedding(n_items: int, dim: int, n_artists: int = 0, n_albums: int = 0) -> nn.Embedding:
+    """The item id table (rows 0 = padding, n_items + 1 = out of vocabulary), with artist
+    and album rows when the catalogue has them (`CatalogueEmbedding`). Small initial
+    rows: scores are cosines, and under Adam a row's angle moves about lr / norm per step,
+    so N(0, 1) rows (norm ~ sqrt(dim)) learned several times slower (measured in
+    docs/design.md)."""
+    if n_artists or n_albums:
+        return CatalogueEmbedding(n_items, dim, n_artists, n_albums)
     table = nn.Embedding(n_items + 2, dim, padding_idx=0)
+    _small_rows(table)
+    return table
+
+
+def _small_rows(table: nn.Embedding) -> None:
     nn.init.normal_(table.weight, std=0.02)
     with torch.no_grad():
         table.weight[0].zero_()
-    return table
+
+
+class CatalogueEmbedding(nn.Embedding):
+    """The item id table plus one row per artist and one per album, summed: tracks of an
+    artist share part of their embedding, so a track nobody has played yet (an untrained,
+    near-zero id row) starts where its artist's and album's tracks are, and a history of
+    one artist tells the user tower about that artist's other tracks. `weight` is the id
+    table alone (what serving overwrites for cold items). Group row 0 means none (padding,
+    an unknown artist, a track without an album) and stays zero. Which artist and album
+    each item id has are buffers, saved with the weights (`set_groups`)."""
+
+    def __init__(self, n_items: int, dim: int, n_artists: int, n_albums: int):
+        super().__init__(n_items + 2, dim, padding_idx=0)
+        self.artists = nn.Embedding(n_artists + 1, dim, padding_idx=0)
+        self.albums = nn.Embedding(n_albums + 1, dim, padding_idx=0)
+        for table in (self, self.artists, self.albums):
+            _small_rows(table)
+        self.register_buffer("artist_of", torch.zeros(n_items + 2, dtype=torch.long))
+        self.register_buffer("album_of", torch.zeros(n_items + 2, dtype=torch.long))
+
+    @torch.no_grad()
+    def set_groups(self, artist_of: torch.Tensor, album_of: torch.Tensor) -> None:
+        """The artist and album index [n_items + 2] of every item id (0 = none)."""
+        self.artist_of.copy_(artist_of)
+        self.album_of.copy_(album_of)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        own = F.embedding(ids, self.weight, self.padding_idx)
+        return own + self.artists(self.artist_of[ids]) + self.albums(self.album_of[ids])
 
 
 def cold_items(warm: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -55,11 +91,14 @@ class SASRec(nn.Module):
         n_profile: int = 0,
         time_inputs: bool = False,
         repeat: bool = False,
+        groups: tuple[int, int] = (0, 0),
     ):
         super().__init__()
         self.n_items = n_items
         self.max_len = max_len
-        self.id_table = id_table if id_table is not None else id_embedding(n_items, dim)
+        if id_table is None:
+            id_table = id_embedding(n_items, dim, *groups)
+        self.id_table = id_table
         self.positions = nn.Embedding(max_len, dim)
         nn.init.normal_(self.positions.weight, std=0.02)
         self.profile = nn.Linear(n_profile, dim) if n_profile else None
