@@ -1,0 +1,176 @@
+"""What the user tower knows about listening, each on a toy log built for it and trained
+with the real objective (user-major windows, full softmax) and ranked by the real scoring
+function (`mirkit.evaluation.model_ranks`): repeats, their absence, session starts,
+artists; and that `mirkit recommend` scores exactly as `mirkit eval` does."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mirkit.data.plays import PlayArrays, Split, SplitConfig, make_split
+from mirkit.evaluation import model_ranks, model_scores
+from mirkit.models.config import PRESETS
+from mirkit.models.two_tower import TwoTower
+from mirkit_train.objectives import user_major_loss
+from mirkit_train.user_major import UserMajorBatches
+from tests.test_train import config
+
+HOUR = 3600
+
+
+def log_of(sequences: list[list[int]], times: list[list[int]] | None = None) -> PlayArrays:
+    indptr = np.cumsum([0] + [len(s) for s in sequences]).astype(np.int64)
+    items = np.concatenate(sequences).astype(np.int32)
+    if times is None:
+        times = [list(range(len(s))) for s in sequences]
+    return PlayArrays(indptr, items, np.concatenate(times).astype(np.int64))
+
+
+def trained(split: Split, n_items: int, steps: int, groups=None, **model) -> TwoTower:
+    """A small id-only model trained for `steps` batches of the training windows."""
+    torch.manual_seed(0)
+    cfg = config("unused", "unused", modalities=("id",))
+    small = PRESETS["small"].with_modalities(("id",))
+    if groups is not None:
+        model |= {"n_artists": int(groups[0].max()), "n_albums": int(groups[1].max())}
+    net = TwoTower(dataclasses.replace(small, **model), n_items)
+    if groups is not None:
+        net.set_catalogue_groups(*(torch.from_numpy(g) for g in groups))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    batches = UserMajorBatches(split, net.config.max_len, 64, 0, shift_windows=False)
+    log_pop = torch.zeros(n_items + 1)
+    done, epoch = 0, 0
+    net.train()
+    while done < steps:
+        for batch in batches.epoch(epoch):
+            loss, _ = user_major_loss(net, batch, "full-softmax", n_items, log_pop, cfg, None)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            done += 1
+        epoch += 1
+    return net.eval()
+
+
+def table(net: TwoTower) -> torch.Tensor:
+    with torch.no_grad():
+        return F.normalize(net.user_tower.id_table(torch.arange(net.n_items + 1)), dim=-1)
+
+
+def test_the_next_play_is_always_the_second_to_last_track():
+    rng = np.random.default_rng(0)
+    n_items = 300
+    sequences = []
+    for _ in range(400):
+        a, b = rng.choice(np.arange(1, n_items + 1), 2, replace=False)
+        sequences.append([int(a), int(b)] * 6)
+    split = make_split(log_of(sequences), SplitConfig())
+    net = trained(split, n_items, 150)
+    ranks, _ = model_ranks(net.user_tower, split, split.test_rows, table(net), False)
+    assert (ranks == 1).mean() > 0.9  # Recall@1; the catalogue part alone cannot know a, b
+    without = trained(split, n_items, 150, repeat=False)
+    plain, _ = model_ranks(without.user_tower, split, split.test_rows, table(without), False)
+    assert (plain == 1).mean() < 0.5
+
+
+def test_on_a_log_without_repeats_the_repeat_part_stays_out_of_the_way():
+    rng = np.random.default_rng(1)
+    n_items = 200
+    sequences = [list(rng.permutation(np.arange(1, n_items + 1))[:12]) for _ in range(400)]
+    split = make_split(log_of(sequences), SplitConfig())
+    net = trained(split, n_items, 150)
+    rows = split.val_rows
+    items = table(net)
+    history_mass, bonus = [], []
+    for start, scores in model_scores(net.user_tower, split, rows, items):
+        probabilities = torch.softmax(scores[:, 1:] * net.temperature(), dim=1)
+        for r, row in enumerate(rows[start : start + len(scores)]):
+            played = torch.from_numpy(split.plays_before(int(row))) - 1
+            history_mass.append(float(probabilities[r, played].sum()))
+            plain = net.user_tower(*_window(split, row))
+            bonus.append(float(scores[r, played + 1].mean() - (items[played + 1] @ plain[0])))
+    assert np.mean(history_mass) < 0.02  # 11 of 200 items: 0.055 if nothing were learned
+    assert np.mean(bonus) < 0  # the repeat part pushes played tracks down
+
+
+def _window(split: Split, row: int):
+    history, times = split.window(int(row), 50)
+    request = torch.tensor([int(split.plays.times[row])])
+    return torch.from_numpy(history)[None], None, torch.from_numpy(times)[None], request
+
+
+def test_a_session_start_changes_the_prediction():
+    """After a gap of hours the listener opens with track 1; within a session the next
+    track follows the last one (i -> i + 1)."""
+    rng = np.random.default_rng(2)
+    n_items = 60
+    sequences, times = [], []
+    for _ in range(300):
+        seq, when, clock = [], [], 0
+        for _session in range(4):
+            clock += int(rng.integers(3, 30)) * HOUR
+            track = 1
+            for _ in range(int(rng.integers(2, 5))):
+                seq.append(track)
+                when.append(clock)
+                clock += int(rng.integers(120, 400))
+                track = int(rng.integers(2, n_items)) if track == 1 else track % n_items + 1
+        sequences.append(seq)
+        times.append(when)
+    split = make_split(log_of(sequences, times), SplitConfig())
+    net = trained(split, n_items, 200)
+    history = torch.tensor([[1, 17, 18]])
+    played = torch.tensor([[0, 200, 400]])
+    items = table(net)
+    with torch.no_grad():
+        soon = net.user_tower.score(history, items, played, torch.tensor([600]))
+        later = net.user_tower.score(history, items, played, torch.tensor([600 + 12 * HOUR]))
+    soon[:, 0] = later[:, 0] = float("-inf")
+    assert int(soon.argmax()) == 19 and int(later.argmax()) == 1
+
+
+def test_a_cold_track_of_a_known_artist_ranks_among_that_artists_tracks():
+    rng = np.random.default_rng(3)
+    artists, per_artist = 20, 10
+    n_items = artists * per_artist
+    artist_of = np.zeros(n_items + 2, dtype=np.int64)
+    artist_of[1 : n_items + 1] = np.repeat(np.arange(1, artists + 1), per_artist)
+    cold = {a: 1 + (a - 1) * per_artist for a in range(1, artists + 1)}  # never played
+    sequences = []
+    for _ in range(400):
+        a = int(rng.integers(1, artists + 1))
+        tracks = np.arange(cold[a] + 1, cold[a] + per_artist)
+        sequences.append([int(t) for t in rng.choice(tracks, 8)])
+    split = make_split(log_of(sequences), SplitConfig())
+    groups = (artist_of, np.zeros_like(artist_of))
+    net = trained(split, n_items, 150, groups=groups)
+    items = table(net)
+    hits = 0
+    for a, track in cold.items():
+        history = torch.from_numpy(np.arange(track + 1, track + 6))[None]
+        with torch.no_grad():
+            scores = net.user_tower.score(history, items)[0, 1:]
+        others = artist_of[1 : n_items + 1] != a
+        hits += bool(scores[track - 1] > scores[torch.from_numpy(others)].max())
+    assert hits >= 0.8 * artists
+    without = trained(split, n_items, 150)
+    items = table(without)
+    history = torch.from_numpy(np.arange(cold[1] + 1, cold[1] + 6))[None]
+    with torch.no_grad():
+        scores = without.user_tower.score(history, items)[0, 1:]
+    assert int((scores > scores[cold[1] - 1]).sum()) > per_artist  # ids alone cannot
+
+
+@pytest.mark.parametrize("repeat", [True, False])
+def test_logs_without_times_train_and_score(repeat):
+    """A seqrec-style log (positions for times) and no artists: the same path works."""
+    sequences = [[1, 2, 3, 4, 5, 6], [2, 3, 4, 5, 6, 7], [3, 4, 5, 6, 7, 8]] * 20
+    split = make_split(log_of(sequences), SplitConfig())
+    net = trained(split, 8, 5, repeat=repeat)
+    ranks, top = model_ranks(net.user_tower, split, split.test_rows, table(net), False, 3)
+    assert ranks.min() >= 1 and top.shape == (len(split.test_rows), 3)
