@@ -24,6 +24,7 @@ from mirkit.data.content import InputSpec, catalogue_batches, local_shard_urls
 from mirkit.distributed import ONE_PROCESS, World, all_reduce_sum
 from mirkit.models.item_tower import ItemBatch
 from mirkit.models.two_tower import WEIGHTS_FILE, TwoTower
+from mirkit.models.user_tower import CatalogueEmbedding
 from mirkit.runs import TrainedRun
 
 INDEX_FILE = "index.h5"
@@ -207,15 +208,20 @@ def build_faiss(table: np.ndarray, lists: int | None = None):
     return index
 
 
-def embeddable_items(run: TrainedRun, model: TwoTower, catalog) -> np.ndarray:
-    """[n + 1] bool: items the model has something to embed from - an id it trained, or
-    content of a modality it reads. The others get a zero row (never recommended)."""
+def embeddable_items(model: TwoTower, catalog) -> np.ndarray:
+    """[n + 1] bool: items the model has something to embed from - an id it trained, an
+    artist or album it knows (`CatalogueEmbedding`), or content of a modality it reads.
+    The others get a zero row (never recommended)."""
     n = int(catalog["item_id"].max())
     usable = np.zeros(n + 1, dtype=bool)
     modalities = set(model.config.modalities)
     if "id" in modalities:
         warm = model.item_tower.warm.cpu().numpy()[: model.n_items + 1]
         usable[: len(warm)] |= warm
+        table = model.item_tower.id_table
+        if isinstance(table, CatalogueEmbedding):
+            grouped = (table.artist_of > 0) | (table.album_of > 0)
+            usable[: len(warm)] |= grouped.cpu().numpy()[: len(warm)]
     ids = catalog["item_id"].to_numpy()
     for modality, column in (
         ("audio", "has_audio"),
@@ -286,7 +292,7 @@ def build_index(
     embeddings = all_reduce_sum(world, table).cpu().numpy()
     if previous is not None:
         embeddings[:first_new] = previous.embeddings[:first_new]
-    usable = embeddable_items(run, model, catalog)
+    usable = embeddable_items(model, catalog)
     embeddings[~usable] = 0.0
     index = ItemIndex(
         embeddings.astype(np.float32),

@@ -64,8 +64,6 @@ class Recommender:
         self.backend = backend
         self.user_tower = self.run.load_user_tower(index=self.index)
         self.items = torch.from_numpy(self.index.embeddings)
-        self.unusable = (self.items == 0).all(dim=1)
-        self.unusable[0] = True
         self.max_len = self.user_tower.max_len
         self.plays = load_plays(self.shards, self.manifest["fingerprints"]["interactions"])
         users = pl.read_parquet(self.shards / "users.parquet")
@@ -182,7 +180,7 @@ class Recommender:
     def _top(
         self, scores: torch.Tensor, k: int, exclude: list[np.ndarray] | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        scores[:, self.unusable] = float("-inf")
+        scores[:, 0] = float("-inf")
         if exclude is not None:
             for r, ids in enumerate(exclude):
                 scores[r, torch.as_tensor(ids[ids < scores.shape[1]])] = float("-inf")
@@ -199,7 +197,7 @@ class Recommender:
         known = torch.where(history < len(self.items), history, 0)
         candidates = torch.cat([torch.from_numpy(ids), known], dim=1)
         scores = self.user_tower.score(history, self.items, played, request, candidates)
-        scores[self.unusable[candidates]] = float("-inf")
+        scores[candidates == 0] = float("-inf")
         for r, row in enumerate(candidates.numpy()):  # a history track also found by faiss
             repeated = np.ones(len(row), dtype=bool)
             repeated[np.unique(row, return_index=True)[1]] = False

@@ -80,7 +80,10 @@ def user_major_loss(
         history = None
         if bonus is not None:  # [B, L (queries), L (history)] -> the rows of the targets
             history = (shown[:, None, :].expand_as(bonus)[mask], bonus[mask])
-        return full_softmax_loss(h, table, t, scale, excluded, history), len(t)
+        # an item without training plays is never a target: as a negative its id row would
+        # only learn to move away from users, while its artist's and album's rows carry it
+        warm = model.item_tower.warm[: n_items + 1]
+        return full_softmax_loss(h, table, t, scale, excluded, history, warm), len(t)
     negatives = torch.randint(1, n_items + 1, (cfg.sampled_negatives,), device=t.device)
     uniform = torch.full((n_items + 1,), -math.log(n_items), device=t.device)
     return sampled_softmax_loss(h, table, t, negatives, scale, uniform), len(t)

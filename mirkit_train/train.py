@@ -43,7 +43,7 @@ from mirkit.distributed import (
     leave,
     weights_checksum,
 )
-from mirkit.index import embed_catalogue
+from mirkit.index import embed_catalogue, embeddable_items
 from mirkit.models.two_tower import TwoTower
 from mirkit.shards.manifest import load_manifest
 from mirkit_train.config import TrainConfig
@@ -257,6 +257,7 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
         return state
 
     val_targets = validation_targets(split, n_items, cfg.val_limit, cfg.seed)
+    usable = embeddable_items(model, catalog)[: n_items + 1]
     val_baselines = baseline_reports(val_targets, cfg.exclude_seen)
     autocast = device.type == "cuda" and cfg.bf16  # bf16 needs no gradient scaler
     summary: dict = {}
@@ -357,6 +358,7 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
             share = (world.rank, world.size)
             table = embed_catalogue(model, n_items, urls, spec, device, 64, tabular, share)
             table = all_reduce_sum(world, table)
+            table[torch.from_numpy(~usable).to(device)] = 0.0  # as `mirkit index` does
             with model.reading_cold_items(table):  # as `mirkit eval` and serving do
                 report = evaluate(model, val_targets, table, cfg.exclude_seen, world, val_baselines)
             ndcg = report["model"]["NDCG@10"]

@@ -15,6 +15,8 @@ from click.testing import CliRunner
 
 from mirkit.cli import main
 from mirkit.data.content import local_shard_urls
+from mirkit.data.plays import SplitConfig, make_split
+from mirkit.evaluation import model_scores
 from mirkit.index import (
     INDEX_FILE,
     IndexMismatch,
@@ -250,3 +252,33 @@ def test_an_index_built_on_two_ranks_equals_the_single_process_one(indexed_run, 
     both = ItemIndex.load(copy / INDEX_FILE)
     assert np.allclose(both.embeddings, single.embeddings, atol=1e-5)
     assert both.meta["model_sha256"] == single.meta["model_sha256"]
+
+
+def test_recommend_scores_a_listener_as_eval_does(indexed_run):
+    """The same user, history and request time: `Recommender.recommend` returns the top
+    of the scores `mirkit eval` ranks by (`mirkit.evaluation.model_scores`)."""
+    run = TrainedRun.open(indexed_run)
+    rec = Recommender(indexed_run)
+    split = make_split(rec.plays, SplitConfig())
+    index = ItemIndex.load(indexed_run / INDEX_FILE)
+    items = torch.from_numpy(index.embeddings[: run.n_items + 1])
+    tower = run.load_user_tower(index=index)
+    times = np.asarray(rec.plays.times)
+    for row in split.test_rows[:5]:
+        row = int(row)
+        _, scores = next(model_scores(tower, split, np.array([row]), items))
+        expected = scores[0].topk(10)
+        history = split.plays_before(row)
+        played = times[row - len(history) : row]
+        got = rec.recommend([history], 10, times=[played], at=[int(times[row])])[0]
+        assert [r.item_id for r in got] == expected.indices.tolist()
+        assert np.allclose([r.score for r in got], expected.values.numpy(), atol=1e-5)
+    user = sorted(rec.user_rows)[0]
+    at = int(rec.played_at(user)[-1]) + 3600
+    printed = invoke("recommend", user, "--run", indexed_run, "--json", "--at", str(at))
+    assert printed.exit_code == 0, printed.output
+    shown = json.loads(printed.output)["recommendations"]
+    again = rec.recommend([rec.history(user)], 10, times=[rec.played_at(user)], at=[at])[0]
+    assert [r["item_id"] for r in shown] == [r.item_id for r in again]
+    bad = invoke("recommend", user, "--run", indexed_run, "--at", "yesterday")
+    assert bad.exit_code != 0 and "ISO 8601" in bad.output

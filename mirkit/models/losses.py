@@ -107,16 +107,20 @@ def full_softmax_loss(
     scale: torch.Tensor,
     excluded: torch.Tensor | None = None,
     history: tuple[torch.Tensor, torch.Tensor] | None = None,
+    candidates: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy over the whole catalogue: hidden [N, D], item_table [n_items + 1, D]
     (row 0 = padding, never a candidate), targets [N] in 1..n_items; excluded [N, n_items]
     (optional, True = not a candidate for that row; the target always stays one);
     history (ids [N, L], bonus [N, L]): the repeat bonus of each row's history tracks,
-    added to their scores before the scale (`SASRec.score` ranks by the same sum)."""
+    added to their scores before the scale (`SASRec.score` ranks by the same sum);
+    candidates [n_items + 1] (optional, bool): the items that compete at all."""
     logits = hidden.float() @ item_table.float().T
     if history is not None:
         logits = scatter_history(logits, *history)
     logits = logits[:, 1:] * scale.float()
+    if candidates is not None:  # after the scale: -inf times its zero gradient is NaN
+        logits = logits.masked_fill(~candidates[1:], float("-inf"))
     if excluded is not None:
         rows = torch.arange(len(targets), device=targets.device)
         excluded = excluded.clone()

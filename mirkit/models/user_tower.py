@@ -205,7 +205,8 @@ class SASRec(nn.Module):
         """Scores [B, V] of every item for requests at `request` [B]: the user embedding's
         dot product with `items` [V, dim] (the index, L2-normalised rows), plus the repeat
         bonus of the history's tracks. Training validation, `mirkit eval` and `mirkit
-        recommend` all rank by this. With `candidates` [B, C] (item ids), only theirs."""
+        recommend` all rank by this. Zero rows (items the index has nothing to embed from)
+        score -inf. With `candidates` [B, C] (item ids), only theirs."""
         history, times, request = _window(history, times, request, self.max_len, trim=True)
         states = self.sequence(history, None, times, request)[:, -1:]
         if candidates is None:
@@ -213,13 +214,16 @@ class SASRec(nn.Module):
         else:
             scores = (states.float() * items[candidates].float()).sum(dim=-1)
         bonus = self.history_bonus(history, states, times, request)
-        if bonus is None:
-            return scores
-        known = torch.where(history < items.shape[0], history, 0)
-        if candidates is None:
-            return scatter_history(scores, known, bonus[:, 0])
-        matches = (candidates[:, :, None] == known[:, None, :]).float()
-        return scores + (matches @ bonus[:, 0, :, None]).squeeze(-1)
+        if bonus is not None:
+            known = torch.where(history < items.shape[0], history, 0)
+            if candidates is None:
+                scores = scatter_history(scores, known, bonus[:, 0])
+            else:
+                matches = (candidates[:, :, None] == known[:, None, :]).float()
+                scores = scores + (matches @ bonus[:, 0, :, None]).squeeze(-1)
+        unusable = (items == 0).all(dim=1)  # nothing to embed the item from: never ranked
+        unusable = unusable if candidates is None else unusable[candidates]
+        return scores.masked_fill(unusable, float("-inf"))
 
 
 def play_times(
