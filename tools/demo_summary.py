@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from mirkit import log
+from mirkit.evaluation import BASELINES
 
 
 @click.command()
@@ -40,12 +41,18 @@ def main(preset: str) -> None:
             f"{model['NDCG@10']:.4f} / {model['Recall@10']:.4f}",
         ),
     ]
-    baselines = {f"{run.name}-ids": f"id-only ({run}-ids)"} | {
-        name: name for name in ("most-popular", "user most-played", "last-played")
-    }
+    baselines = {f"{run.name}-ids": f"id-only ({run}-ids)"} | {name: name for name in BASELINES}
     for baseline, label in baselines.items():
         values = metrics[baseline]["all"]
         rows.append((f"  {label}", f"{values['NDCG@10']:.4f} / {values['Recall@10']:.4f}"))
+    best = max(BASELINES, key=lambda name: metrics[name]["all"]["NDCG@10"])
+    gap = report["vs_model"][best]["all"]["NDCG@10"]
+    rows.append(
+        (
+            f"model minus the best baseline ({best})",
+            f"NDCG@10 {gap['difference']:+.4f} [{gap['low']:+.4f}, {gap['high']:+.4f}]",
+        )
+    )
     rows.append(
         (
             "  oracle ceiling (the corpus's true law)",
