@@ -146,7 +146,7 @@ def model_scores(
     times = np.asarray(split.plays.times)
     for start in range(0, len(rows), block):
         chunk = rows[start : start + block]
-        windows = np.stack([np.stack(split.window(int(r), tower.max_len)) for r in chunk])
+        windows = np.stack([np.stack(split.window(int(r), tower.history_len)) for r in chunk])
         history, played = (torch.from_numpy(windows[:, i]).to(items.device) for i in (0, 1))
         request = torch.from_numpy(times[chunk]).to(items.device)
         yield start, tower.score(history, items, played, request)

@@ -64,7 +64,7 @@ class Recommender:
         self.backend = backend
         self.user_tower = self.run.load_user_tower(index=self.index)
         self.items = torch.from_numpy(self.index.embeddings)
-        self.max_len = self.user_tower.max_len
+        self.max_len = self.user_tower.history_len  # the plays a history holds
         self.plays = load_plays(self.shards, self.manifest["fingerprints"]["interactions"])
         users = pl.read_parquet(self.shards / "users.parquet")
         self.user_rows = dict(zip(users["user_id"], users["user_idx"], strict=True))

@@ -97,18 +97,7 @@ class TrainedRun:
         histories by those embeddings (`SASRec.read_cold_items_as`)."""
         description = json.loads((self.model_dir / CONFIG_FILE).read_text())
         config = ModelConfig.from_dict(description["config"])
-        tower = SASRec(
-            description["n_items"],
-            config.dim,
-            config.max_len,
-            config.user_blocks,
-            config.user_heads,
-            config.dropout,
-            n_profile=config.n_profile,
-            time_inputs=config.time_inputs,
-            repeat=config.repeat,
-            groups=(config.n_artists, config.n_albums),
-        )
+        tower = SASRec.from_config(config, description["n_items"])
         state = torch.load(self.model_dir / WEIGHTS_FILE, map_location=device, weights_only=True)
         prefix = "user_tower."
         tower.load_state_dict(

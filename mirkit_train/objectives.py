@@ -55,9 +55,10 @@ def user_major_loss(
     inputs, targets, times, request = (t.to(log_pop.device) for t in batch)
     tower = model.user_tower
     shown = hide_history_items(inputs, cfg.history_dropout, tower.oov_index())
-    hidden = tower.sequence(shown, None, times, request)
-    mask = targets > 0
-    h, t = hidden[mask], targets[mask]
+    hidden = tower.sequence(shown, None, times, request)  # the last max_len columns
+    width = hidden.shape[1]
+    mask = targets[:, -width:] > 0
+    h, t = hidden[mask], targets[:, -width:][mask]
     scale = model.temperature()
     if loss == "in-batch":
         columns = torch.unique(t)
@@ -74,7 +75,7 @@ def user_major_loss(
         return value, len(t)
     table = items_by_id(model, torch.arange(n_items + 1, device=t.device), tabular)
     if loss == "full-softmax":
-        excluded = seen_so_far(inputs, n_items)[mask] if cfg.mask_seen else None
+        excluded = seen_so_far(inputs[:, -width:], n_items)[mask] if cfg.mask_seen else None
         shown = shown.masked_fill(shown > n_items, 0)  # a hidden track gets no repeat bonus
         bonus = tower.history_bonus(shown, hidden, times, request)
         history = None

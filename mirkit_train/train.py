@@ -163,7 +163,10 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
     # --- batches: the same number of steps on every rank ---
     max_len = model_config.max_len
     if path == "user-major":
-        user_batches = UserMajorBatches(split, max_len, cfg.batch_size, cfg.seed, cfg.shift_windows)
+        memory = model.user_tower.history_len - max_len  # plays only the repeat part reads
+        user_batches = UserMajorBatches(
+            split, max_len, cfg.batch_size, cfg.seed, cfg.shift_windows, memory
+        )
         steps = user_batches.steps_per_epoch(world.size)
     else:
         readers = world.size * max(1, cfg.workers)

@@ -38,27 +38,42 @@ def windows(split: Split, max_len: int, rng: np.random.Generator | None = None) 
     return np.array(out, dtype=np.int64).reshape(-1, 2)
 
 
-def window_batch(split: Split, spans: np.ndarray, max_len: int) -> tuple[torch.Tensor, ...]:
-    """(inputs, targets, input times, target times), each [B, W], left-padded with 0, W =
-    the longest window in the batch (at most max_len; short-history datasets then cost a
-    fraction of max_len): position p's target is the play after input p, and its time is
-    the request time of position p."""
+def window_batch(
+    split: Split, spans: np.ndarray, max_len: int, memory: int = 0
+) -> tuple[torch.Tensor, ...]:
+    """(inputs, targets, input times, target times), each [B, W], right-aligned and
+    left-padded with 0: position p's target is the play after input p, and its time is
+    the request time of position p. Each window's inputs are preceded by up to `memory`
+    earlier plays of its user (targets 0 there: context for the repeat part, which reads
+    further back than the Transformer's last max_len columns). W = the longest row in the
+    batch (short-history datasets then cost a fraction of max_len + memory)."""
     items, times = np.asarray(split.plays.items), np.asarray(split.plays.times)
-    width = min(max_len, int((spans[:, 1] - spans[:, 0]).max()) - 1) if len(spans) else 1
+    firsts = np.asarray(split.plays.indptr)[
+        np.searchsorted(split.plays.indptr, spans[:, 0], "right") - 1
+    ]
+    starts = np.maximum(firsts, spans[:, 0] - memory) if len(spans) else spans[:, 0]
+    width = int((spans[:, 1] - starts).max()) - 1 if len(spans) else 1
     out = np.zeros((4, len(spans), width), dtype=np.int64)
-    for r, (start, end) in enumerate(spans):
-        first = width - (end - start - 1)
-        out[0, r, first:] = items[start : end - 1]
-        out[1, r, first:] = items[start + 1 : end]
-        out[2, r, first:] = times[start : end - 1]
-        out[3, r, first:] = times[start + 1 : end]
+    for r, ((start, end), first) in enumerate(zip(spans, starts, strict=True)):
+        out[0, r, width - (end - 1 - first) :] = items[first : end - 1]
+        out[2, r, width - (end - 1 - first) :] = times[first : end - 1]
+        out[1, r, width - (end - start - 1) :] = items[start + 1 : end]
+        out[3, r, width - (end - 1 - first) :] = times[first + 1 : end]
     return tuple(torch.from_numpy(a) for a in out)
 
 
 class UserMajorBatches:
-    def __init__(self, split: Split, max_len: int, batch_size: int, seed: int, shift_windows: bool):
+    def __init__(
+        self,
+        split: Split,
+        max_len: int,
+        batch_size: int,
+        seed: int,
+        shift_windows: bool,
+        memory: int = 0,
+    ):
         self.split, self.max_len, self.batch_size, self.seed = split, max_len, batch_size, seed
-        self.shift_windows = shift_windows
+        self.shift_windows, self.memory = shift_windows, memory
         self.spans = windows(split, max_len)
 
     def steps_per_epoch(self, world: int = 1) -> int:
@@ -78,4 +93,4 @@ class UserMajorBatches:
         for step in range(start, self.steps_per_epoch(world)):
             first = (step * world + rank) * self.batch_size
             chosen = spans[order[first : first + self.batch_size]]
-            yield window_batch(self.split, chosen, self.max_len)
+            yield window_batch(self.split, chosen, self.max_len, self.memory)

@@ -49,6 +49,8 @@ HELP = {
     "repeat": "The user tower scores each history track as a candidate to play again "
     "(learned recency and frequency, mixed in by the user state) beside the catalogue "
     "score; it learns to stay out of the way on data without repeats.",
+    "repeat_memory": "How many recent plays the repeat part reads (the Transformer reads "
+    "the last max_len of them); default: the preset's (200).",
     "artists": "Items share learned rows with the other tracks of their artist and album "
     "(normalised names from the catalogue), so a new track starts near its artist's.",
     "early_stopping": "Stop after this many epochs without a better NDCG@10 (0: never).",

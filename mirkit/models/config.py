@@ -61,6 +61,9 @@ class ModelConfig:
     """The user tower reads the time gap before each play and before the request."""
     repeat: bool = True
     """The user tower scores the history's tracks as candidates to play again."""
+    repeat_memory: int = 200
+    """Plays the repeat part reads (the Transformer reads the last max_len of them): a
+    track played long ago comes back too, and the part costs only memory^2 per user."""
     n_artists: int = 0
     """Artists and albums of the catalogue (0: none): their rows join the id table."""
     n_albums: int = 0
@@ -86,6 +89,7 @@ class ModelConfig:
         values["modalities"] = tuple(values.get("modalities", ()))
         for part in ("time_inputs", "repeat"):  # models saved before these parts existed
             values.setdefault(part, False)
+        values.setdefault("repeat_memory", 0)
         return cls(**values)
 
     def with_modalities(self, modalities: tuple[str, ...]) -> ModelConfig:

@@ -31,18 +31,7 @@ class TwoTower(nn.Module):
         shared = None
         if config.share_id_table and "id" in config.modalities:
             shared = id_embedding(n_items, config.dim, config.n_artists, config.n_albums)
-        self.user_tower = SASRec(
-            n_items,
-            config.dim,
-            config.max_len,
-            config.user_blocks,
-            config.user_heads,
-            config.dropout,
-            shared,
-            config.n_profile,
-            config.time_inputs,
-            config.repeat,
-        )
+        self.user_tower = SASRec.from_config(config, n_items, shared)
         self.item_tower = ItemTower(config, n_items, shared, vocab_size)
         self.temperature = LearnedTemperature(config.temperature)
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mirkit.models.config import ModelConfig
 from mirkit.models.history import GapEmbedding, RepeatScorer, scatter_history
 
 
@@ -92,10 +93,13 @@ class SASRec(nn.Module):
         time_inputs: bool = False,
         repeat: bool = False,
         groups: tuple[int, int] = (0, 0),
+        repeat_memory: int = 0,
     ):
         super().__init__()
         self.n_items = n_items
         self.max_len = max_len
+        # the plays a history should hold: the repeat part may read further back
+        self.history_len = max(max_len, repeat_memory) if repeat else max_len
         if id_table is None:
             id_table = id_embedding(n_items, dim, *groups)
         self.id_table = id_table
@@ -112,6 +116,27 @@ class SASRec(nn.Module):
         self.play_gaps = GapEmbedding(dim) if time_inputs else None
         self.request_gaps = GapEmbedding(dim) if time_inputs else None
         self.repeat = RepeatScorer(dim) if repeat else None
+
+    @classmethod
+    def from_config(
+        cls, config: ModelConfig, n_items: int, id_table: nn.Embedding | None = None
+    ) -> SASRec:
+        """The user tower of a model config (`id_table`: a table shared with the item
+        tower; by default its own)."""
+        return cls(
+            n_items,
+            config.dim,
+            config.max_len,
+            config.user_blocks,
+            config.user_heads,
+            config.dropout,
+            id_table,
+            config.n_profile,
+            config.time_inputs,
+            config.repeat,
+            (config.n_artists, config.n_albums),
+            config.repeat_memory,
+        )
 
     @torch.no_grad()
     def read_cold_items_as(self, cold: torch.Tensor, embeddings: torch.Tensor) -> None:
@@ -163,10 +188,12 @@ class SASRec(nn.Module):
         times: torch.Tensor | None = None,
         request: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
-        """The repeat bonus [B, P, L] of each history track (history [B, L]) at the last P
-        positions, whose user states are `states` [B, P, dim]; None without a repeat part."""
+        """The repeat bonus [B, P, L] of each track of the history [B, L] (its last
+        `history_len` plays) at the last P positions, whose user states are `states`
+        [B, P, dim]; None without a repeat part."""
         if self.repeat is None:
             return None
+        history, times, request = _window(history, times, request, self.history_len)
         times, request = play_times(history, times, request)
         queries = states.shape[1]
         return self.repeat(history, times, request[:, -queries:], states)[0]
@@ -207,7 +234,7 @@ class SASRec(nn.Module):
         bonus of the history's tracks. Training validation, `mirkit eval` and `mirkit
         recommend` all rank by this. Zero rows (items the index has nothing to embed from)
         score -inf. With `candidates` [B, C] (item ids), only theirs."""
-        history, times, request = _window(history, times, request, self.max_len, trim=True)
+        history, times, request = _window(history, times, request, self.history_len, trim=True)
         states = self.sequence(history, None, times, request)[:, -1:]
         if candidates is None:
             scores = states[:, 0].float() @ items.float().T
