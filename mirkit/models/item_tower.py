@@ -27,7 +27,7 @@ from torch import nn
 from mirkit.models.config import ModelConfig
 from mirkit.models.resnet import AudioEncoder, ImageEncoder
 from mirkit.models.text import TextEncoder
-from mirkit.models.user_tower import id_embedding
+from mirkit.models.user_tower import CatalogueEmbedding, id_embedding
 
 TOKEN_KINDS = ("audio", "lyrics", "cover", "tabular", "none")
 
@@ -188,12 +188,18 @@ class ItemTower(nn.Module):
 
     def id_part(self, item_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The id rows [M, dim] (unit vectors) and where they count [M] (1.0: warm and,
-        in training, not dropped)."""
+        in training, not dropped). With artists and albums (`CatalogueEmbedding`) a cold
+        or dropped item's row is its artist's and album's, and counts if it has one."""
         ids = item_ids.clamp(max=self.warm.shape[0] - 1)
         keep = self.warm[ids].float()
         if self.training and self.content_modalities and self.config.id_dropout > 0:
             keep = keep * (torch.rand(len(ids), device=ids.device) >= self.config.id_dropout)
-        return F.normalize(self.id_table(ids), dim=-1), keep
+        if isinstance(self.id_table, CatalogueEmbedding):
+            rows = self.id_table(ids, own=keep)
+            keep = torch.maximum(keep, self.id_table.grouped(ids).float())
+        else:
+            rows = self.id_table(ids)
+        return F.normalize(rows, dim=-1), keep
 
     def combine(self, own: torch.Tensor, keep: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         """The item embeddings [M, dim]: normalise(id part + w * content part) where the

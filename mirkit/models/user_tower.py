@@ -64,9 +64,17 @@ class CatalogueEmbedding(nn.Embedding):
         self.artist_of.copy_(artist_of)
         self.album_of.copy_(album_of)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        own = F.embedding(ids, self.weight, self.padding_idx)
-        return own + self.artists(self.artist_of[ids]) + self.albums(self.album_of[ids])
+    def grouped(self, ids: torch.Tensor) -> torch.Tensor:
+        """Whether each item has an artist or an album."""
+        return (self.artist_of[ids] > 0) | (self.album_of[ids] > 0)
+
+    def forward(self, ids: torch.Tensor, own: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows of `ids`; with `own` [...] (0 or 1), the id row counts only where it is 1
+        (a cold or id-dropped item keeps its artist's and album's rows)."""
+        rows = F.embedding(ids, self.weight, self.padding_idx)
+        if own is not None:
+            rows = rows * own[..., None].to(rows.dtype)
+        return rows + self.artists(self.artist_of[ids]) + self.albums(self.album_of[ids])
 
 
 def cold_items(warm: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
