@@ -48,6 +48,8 @@ def markdown(report: dict) -> str:
         "",
         f"## {model} minus each other method (paired bootstrap, 95 % interval)",
         "",
+        f"Bootstrap: {report.get('bootstrap', 'resamples of targets')}.",
+        "",
         "| versus | slice | NDCG@10 difference [95 % CI] | Recall@10 difference [95 % CI] |",
         "|---|---|---|---|",
     ]

@@ -207,15 +207,29 @@ def sampled_ranks(scores_of, targets: Targets, negatives: int, seed: int = 0) ->
 
 
 def paired_bootstrap(
-    a: np.ndarray, b: np.ndarray, samples: int = 1000, seed: int = 0
+    a: np.ndarray,
+    b: np.ndarray,
+    samples: int = 1000,
+    seed: int = 0,
+    clusters: np.ndarray | None = None,
 ) -> tuple[float, float, float]:
-    """mean(a - b) and its 95 % percentile interval, resampling targets with replacement
-    (the same targets for both methods: a paired comparison)."""
+    """mean(a - b) and its 95 % percentile interval (a paired comparison: the same
+    targets for both methods). With `clusters` (e.g. the user of each target) whole
+    clusters are resampled with replacement, as targets of one user are not independent;
+    without, single targets are."""
     diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     if not len(diff):
         return float("nan"), float("nan"), float("nan")
+    if clusters is None:
+        clusters = np.arange(len(diff))
+    _, cluster = np.unique(clusters, return_inverse=True)
+    sums = np.bincount(cluster, weights=diff)
+    sizes = np.bincount(cluster).astype(np.float64)
     rng = np.random.default_rng(seed)
-    means = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(samples)])
+    means = np.empty(samples)
+    for i in range(samples):
+        drawn = rng.integers(0, len(sums), len(sums))
+        means[i] = sums[drawn].sum() / sizes[drawn].sum()
     low, high = np.percentile(means, [2.5, 97.5])
     return float(diff.mean()), float(low), float(high)
 
@@ -269,6 +283,7 @@ def evaluate_run(
     sampled_negatives: int = 0,
     bootstrap: int = 1000,
     limit: int = 0,
+    cluster_by_user: bool = True,
 ) -> dict:
     """The whole report as a dict (see `eval_report` for the files)."""
     run = TrainedRun.open(run_path)
@@ -288,6 +303,7 @@ def evaluate_run(
     tops |= top
 
     masks = slices(targets)
+    users = targets.split.plays.user_of_rows()[targets.rows]
     metrics = {m: per_target(r) for m, r in methods.items()}
     table = {
         m: {
@@ -307,7 +323,10 @@ def evaluate_run(
                     zip(
                         ("difference", "low", "high"),
                         paired_bootstrap(
-                            metrics[name][metric][mask], metrics[other][metric][mask], bootstrap
+                            metrics[name][metric][mask],
+                            metrics[other][metric][mask],
+                            bootstrap,
+                            clusters=users[mask] if cluster_by_user else None,
                         ),
                         strict=True,
                     )
@@ -323,6 +342,8 @@ def evaluate_run(
         "split": run.record["train"]["split"],
         "targets": which,
         "exclude_seen": exclude_seen,
+        "bootstrap": f"{bootstrap} resamples of "
+        + ("users (all targets of a user together)" if cluster_by_user else "targets"),
         "n_targets": int(len(targets.rows)),
         "n_items": run.n_items,
         "metrics": table,

@@ -91,6 +91,13 @@ def test_bootstrap_interval_covers_a_known_difference():
     assert low < 0.1 < high and low > 0 and abs(diff - 0.1) < 0.02
     _, low, high = paired_bootstrap(b, b.copy(), samples=200)
     assert low == high == 0.0
+    # targets that come in clusters (here 20 per user, sharing most of their
+    # difference) make a wider interval than the same targets taken as independent
+    users = np.repeat(np.arange(100), 20)
+    clustered = b + np.repeat(rng.normal(0.1, 0.3, 100), 20)
+    _, low_t, high_t = paired_bootstrap(clustered, b, samples=500)
+    _, low_u, high_u = paired_bootstrap(clustered, b, samples=500, clusters=users)
+    assert high_u - low_u > 2 * (high_t - low_t)
 
 
 @pytest.fixture(scope="module")

@@ -56,6 +56,14 @@ RUN = click.Path(file_okay=False, exists=True, path_type=Path)
     help="Bootstrap resamples for the confidence intervals.",
 )
 @click.option(
+    "--resample",
+    type=click.Choice(["users", "targets"]),
+    default="users",
+    show_default=True,
+    help="What the bootstrap resamples: users (their targets together; they are not "
+    "independent) or single targets.",
+)
+@click.option(
     "--limit",
     type=click.IntRange(min=0),
     default=0,
@@ -69,6 +77,7 @@ def evaluate(
     baselines: tuple[Path, ...],
     sampled_negatives: int,
     bootstrap: int,
+    resample: str,
     limit: int,
 ) -> None:
     """Full-ranking evaluation of a run beside baselines: eval.json, eval.md, eval.png."""
@@ -76,7 +85,14 @@ def evaluate(
     from mirkit.evaluation import evaluate_run
 
     report = evaluate_run(
-        run_path, which, exclude_seen, baselines, sampled_negatives, bootstrap, limit
+        run_path,
+        which,
+        exclude_seen,
+        baselines,
+        sampled_negatives,
+        bootstrap,
+        limit,
+        cluster_by_user=resample == "users",
     )
     stem = f"eval-{which}" + ("-exclude-seen" if exclude_seen else "")
     paths = eval_report.write(report, run_path, stem)
