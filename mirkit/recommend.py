@@ -16,7 +16,7 @@ import polars as pl
 import torch
 
 from mirkit.data.content import catalogue_batches, local_shard_urls
-from mirkit.data.plays import load_plays
+from mirkit.data.plays import first_play_times, load_plays
 from mirkit.index import INDEX_FILE, IndexMismatch, ItemIndex, model_fingerprint
 from mirkit.runs import TrainedRun
 from mirkit.shards.reader import shards_holding
@@ -66,6 +66,9 @@ class Recommender:
         self.items = torch.from_numpy(self.index.embeddings)
         self.max_len = self.user_tower.history_len  # the plays a history holds
         self.plays = load_plays(self.shards, self.manifest["fingerprints"]["interactions"])
+        if self.user_tower.freshness is not None:  # what the shards know now
+            first = first_play_times(self.plays, self.user_tower.n_items)
+            self.user_tower.freshness.set_first_played(torch.from_numpy(first))
         users = pl.read_parquet(self.shards / "users.parquet")
         self.user_rows = dict(zip(users["user_id"], users["user_idx"], strict=True))
         self.artists = self._by_id("artist")

@@ -84,7 +84,12 @@ def user_major_loss(
         # an item without training plays is never a target: as a negative its id row would
         # only learn to move away from users, while its artist's and album's rows carry it
         warm = model.item_tower.warm[: n_items + 1]
-        return full_softmax_loss(h, table, t, scale, excluded, history, warm), len(t)
+        fresh = None
+        if tower.freshness is not None:
+            columns = torch.arange(n_items + 1, device=t.device)
+            fresh = tower.freshness(request[:, -width:][mask], h, columns)
+        value = full_softmax_loss(h, table, t, scale, excluded, history, warm, fresh)
+        return value, len(t)
     negatives = torch.randint(1, n_items + 1, (cfg.sampled_negatives,), device=t.device)
     uniform = torch.full((n_items + 1,), -math.log(n_items), device=t.device)
     return sampled_softmax_loss(h, table, t, negatives, scale, uniform), len(t)
@@ -128,11 +133,14 @@ def item_major_loss(
 
 def parts_without_gradient(model: TwoTower, path: str, loss: str) -> tuple[str, ...]:
     """Parts this objective never reaches, to be kept fixed (DDP requires every trained
-    parameter to get a gradient): the repeat part learns from the full softmax only, the
-    one loss that scores the history's tracks among all items."""
-    if model.user_tower.repeat is not None and (path, loss) != ("user-major", "full-softmax"):
-        return ("user_tower.repeat",)
-    return ()
+    parameter to get a gradient): the repeat and freshness parts learn from the full
+    softmax only, the one loss that scores the history's tracks and every item's age."""
+    if (path, loss) == ("user-major", "full-softmax"):
+        return ()
+    tower = model.user_tower
+    return tuple(
+        f"user_tower.{name}" for name in ("repeat", "freshness") if getattr(tower, name) is not None
+    )
 
 
 class TrainingStep(nn.Module):

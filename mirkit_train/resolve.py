@@ -49,6 +49,7 @@ def resolve_model(
         dropout=model.dropout if cfg.dropout is None else cfg.dropout,
         time_inputs=cfg.time_inputs,
         repeat=cfg.repeat,
+        freshness=cfg.freshness,
         repeat_memory=model.repeat_memory if cfg.repeat_memory is None else cfg.repeat_memory,
     )
     used = set(model.modalities)

@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from mirkit import log
 from mirkit.data.content import local_shard_urls, tabular_columns
-from mirkit.data.plays import SplitConfig, load_plays, make_split
+from mirkit.data.plays import SplitConfig, first_play_times, load_plays, make_split
 from mirkit.distributed import (
     RankFailed,
     StopRequests,
@@ -136,6 +136,9 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
     model = TwoTower(model_config, n_items, vocab_size).to(device)
     if groups is not None:
         model.set_catalogue_groups(*(torch.from_numpy(g).to(device) for g in groups))
+    if model.user_tower.freshness is not None:  # the whole log: read only causally
+        first = torch.from_numpy(first_play_times(split.plays, n_items))
+        model.user_tower.freshness.set_first_played(first.to(device))
     warm = np.unique(np.asarray(split.plays.items)[split.train_rows])
     model.item_tower.set_warm_items(torch.from_numpy(warm.astype(np.int64)).to(device))
     counts = np.bincount(np.asarray(split.plays.items)[split.train_rows], minlength=n_items + 1)

@@ -185,3 +185,32 @@ def test_eval_writes_complete_reports_and_runs_compare(two_runs):
     result = CliRunner().invoke(main, ["runs", "compare", str(mm), str(ids)])
     assert result.exit_code == 0, result.output
     assert "model.modalities" in result.output and "test NDCG@10" in result.output
+
+
+def test_runs_compare_groups_runs_that_differ_only_by_seed(two_runs, tiny_shards):
+    mm, ids = two_runs
+    root = ids.parent
+    again = []
+    for seed in (1, 2):
+        for name, base in (("ids", ids), ("ids-norepeat", None)):
+            run = root / f"{name}-seed{seed}"
+            options = {"repeat": False} if base is None else {}
+            train(
+                config(
+                    tiny_shards,
+                    run,
+                    modalities=("id",),
+                    split="global-time",
+                    epochs=1,
+                    batch_size=4,
+                    max_steps_per_epoch=6,
+                    seed=seed,
+                    **options,
+                )
+            )
+            again.append(run)
+    result = CliRunner().invoke(main, ["runs", "compare", *map(str, again)])
+    assert result.exit_code == 0, result.output
+    groups = [line for line in result.output.splitlines() if line.startswith("| model.repeat=")]
+    assert len(groups) == 3  # two groups of two seeds, and one line of differences
+    assert "| 2 |" in groups[0] and "/2 > 0" in groups[2]

@@ -119,28 +119,10 @@ def runs() -> None:
 @click.argument("run_paths", type=RUN, nargs=-1, required=True)
 def compare(run_paths: tuple[Path, ...]) -> None:
     """One table: the options that differ between RUN_PATHS and their best validation
-    metrics (and test metrics where `mirkit eval` has written them)."""
-    records = []
-    for path in run_paths:
-        if not (path / "config.json").exists():
-            raise click.ClickException(f"{path} has no config.json: not a mirkit run")
-        record = json.loads((path / "config.json").read_text())
-        options = {f"train.{k}": v for k, v in record["train"].items() if k not in ("run",)}
-        options |= {f"model.{k}": v for k, v in record["model"].items()}
-        metrics = [
-            json.loads(line) for line in (path / "metrics.jsonl").open() if "val_NDCG@10" in line
-        ]
-        best = max(metrics, key=lambda r: r["val_NDCG@10"], default={})
-        result = {
-            "best val NDCG@10": best.get("val_NDCG@10"),
-            "best val Recall@10": best.get("val_Recall@10"),
-            "epochs": len(metrics),
-        }
-        report = path / "eval-test.json"
-        if report.exists():
-            test = json.loads(report.read_text())["metrics"][path.name]["all"]
-            result |= {"test NDCG@10": test["NDCG@10"], "test Recall@10": test["Recall@10"]}
-        records.append((path, options, result))
+    metrics (and test metrics where `mirkit eval` has written them). Runs that differ
+    only by their seed form a group: its mean and spread, and each group minus the first
+    one seed by seed (a claim that A beats B needs that, not one run's bootstrap)."""
+    records = [_run_record(path) for path in run_paths]
     keys = sorted({k for _, options, _ in records for k in options})
     differing = [k for k in keys if len({json.dumps(o.get(k)) for _, o, _ in records}) > 1]
     columns = differing + sorted({k for _, _, r in records for k in r})
@@ -150,6 +132,68 @@ def compare(run_paths: tuple[Path, ...]) -> None:
         cells = [_cell(values.get(c)) for c in columns]
         lines.append(f"| {path} | " + " | ".join(cells) + " |")
     click.echo("\n".join(lines))
+    groups: dict[str, dict[int, dict]] = {}
+    for _, options, result in records:
+        key = ", ".join(f"{k}={_cell(options.get(k))}" for k in differing if k != "train.seed")
+        groups.setdefault(key or "all", {})[options["train.seed"]] = result
+    if len(groups) == len(records):
+        return
+    metrics = sorted({k for _, _, r in records for k in r if k != "epochs"})
+    click.echo("\n| group | seeds | " + " | ".join(f"{m} mean (sd)" for m in metrics) + " |")
+    click.echo("|---|---|" + "---|" * len(metrics))
+    first_key, first = next(iter(groups.items()))
+    for key, by_seed in groups.items():
+        cells = [_spread([r.get(m) for r in by_seed.values()]) for m in metrics]
+        click.echo(f"| {key} | {len(by_seed)} | " + " | ".join(cells) + " |")
+    click.echo(f"\n| group minus ({first_key}), same seeds | seeds | " + " | ".join(metrics) + " |")
+    click.echo("|---|---|" + "---|" * len(metrics))
+    for key, by_seed in list(groups.items())[1:]:
+        seeds = sorted(set(by_seed) & set(first))
+        cells = [
+            _spread([_minus(by_seed[s].get(m), first[s].get(m)) for s in seeds], signed=True)
+            for m in metrics
+        ]
+        click.echo(f"| {key} | {len(seeds)} | " + " | ".join(cells) + " |")
+
+
+def _run_record(path: Path) -> tuple[Path, dict, dict]:
+    if not (path / "config.json").exists():
+        raise click.ClickException(f"{path} has no config.json: not a mirkit run")
+    record = json.loads((path / "config.json").read_text())
+    options = {f"train.{k}": v for k, v in record["train"].items() if k not in ("run",)}
+    options |= {f"model.{k}": v for k, v in record["model"].items()}
+    metrics = [
+        json.loads(line) for line in (path / "metrics.jsonl").open() if "val_NDCG@10" in line
+    ]
+    best = max(metrics, key=lambda r: r["val_NDCG@10"], default={})
+    result = {
+        "best val NDCG@10": best.get("val_NDCG@10"),
+        "best val Recall@10": best.get("val_Recall@10"),
+        "epochs": len(metrics),
+    }
+    report = path / "eval-test.json"
+    if report.exists():
+        test = json.loads(report.read_text())["metrics"][path.name]
+        result |= {f"test {m}": test["all"][m] for m in ("NDCG@10", "Recall@10")}
+        for part in ("repeat", "discovery"):
+            if test.get(part, {}).get("NDCG@10") is not None:
+                result[f"test NDCG@10 ({part})"] = test[part]["NDCG@10"]
+    return path, options, result
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _spread(values: list, signed: bool = False) -> str:
+    """mean (sd) of the values that exist; with `signed`, also how many are above 0."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)) ** 0.5
+    text = f"{mean:+.4f} ({sd:.4f})" if signed else f"{mean:.4f} ({sd:.4f})"
+    return text + (f", {sum(v > 0 for v in values)}/{len(values)} > 0" if signed else "")
 
 
 def _cell(value) -> str:

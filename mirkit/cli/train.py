@@ -51,6 +51,9 @@ HELP = {
     "score; it learns to stay out of the way on data without repeats.",
     "repeat_memory": "How many recent plays the repeat part reads (the Transformer reads "
     "the last max_len of them); default: the preset's (200).",
+    "freshness": "Weigh each item by how long ago anyone first played it (its age in the "
+    "log at the request time), per age as the user state says: new releases for "
+    "listeners who look for them.",
     "artists": "Items share learned rows with the other tracks of their artist and album "
     "(normalised names from the catalogue), so a new track starts near its artist's.",
     "early_stopping": "Stop after this many epochs without a better NDCG@10 (0: never).",

@@ -220,3 +220,14 @@ def item_target_rows(split: Split, n_items: int) -> tuple[np.ndarray, np.ndarray
     offsets = np.zeros(n_items + 2, dtype=np.int64)
     np.cumsum(np.bincount(items, minlength=n_items + 1), out=offsets[1:])
     return offsets, split.train_rows[order]
+
+
+def first_play_times(plays: PlayArrays, n_items: int) -> np.ndarray:
+    """[n_items + 2] int64: when each item id was first played in the log (a huge value
+    for never). Read only causally: an item counts as played for a request after it."""
+    from mirkit.models.history import NOT_PLAYED
+
+    first = np.full(n_items + 2, NOT_PLAYED, dtype=np.int64)
+    items = np.asarray(plays.items)
+    np.minimum.at(first, items[items <= n_items + 1], np.asarray(plays.times)[items <= n_items + 1])
+    return first

@@ -64,6 +64,8 @@ class ModelConfig:
     repeat_memory: int = 200
     """Plays the repeat part reads (the Transformer reads the last max_len of them): a
     track played long ago comes back too, and the part costs only memory^2 per user."""
+    freshness: bool = True
+    """The user tower weighs items by how long ago anyone first played them."""
     n_artists: int = 0
     """Artists and albums of the catalogue (0: none): their rows join the id table."""
     n_albums: int = 0
@@ -87,7 +89,11 @@ class ModelConfig:
                 inner = {k: tuple(v) if isinstance(v, list) else v for k, v in values[key].items()}
                 values[key] = kind(**inner)
         values["modalities"] = tuple(values.get("modalities", ()))
-        for part in ("time_inputs", "repeat"):  # models saved before these parts existed
+        for part in (
+            "time_inputs",
+            "repeat",
+            "freshness",
+        ):  # models saved before these parts existed
             values.setdefault(part, False)
         values.setdefault("repeat_memory", 0)
         return cls(**values)

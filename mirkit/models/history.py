@@ -7,6 +7,8 @@ Two parts of the user tower live here:
   scale, as learned vectors. The user tower adds the gap before each play to that play's
   input and the gap between the last play and the request to its output, so a session
   start (a long gap) can change the prediction.
+- `FreshnessScorer`: a bonus for each item by how long ago anyone first played it, read
+  from the user state at request time (new releases for those who look for them).
 - `RepeatScorer`: a bonus for each distinct track of the history as a candidate to play
   again, added to its catalogue score (cf. RepeatNet, Ren et al. 2019; ReCANet,
   Ariannezhad et al. 2022). Each earlier play of the track contributes a learned weight
@@ -107,3 +109,40 @@ def scatter_history(
     """scores [N, V] plus scale * bonus [N, L] at columns ids [N, L] (each track's bonus
     is nonzero at most once per row, so adding is placing)."""
     return scores.scatter_add(1, ids, (bonus * scale).to(scores.dtype))
+
+
+NOT_PLAYED = torch.iinfo(torch.int64).max // 2
+"""The first-play time of an item nobody has played: after any request."""
+
+
+class FreshnessScorer(nn.Module):
+    """A bonus for each item by its age in the log at the request time - how long ago
+    anyone first played it, on the log-scale buckets of the gaps, with "not played before
+    the request" a bucket of its own - weighted per bucket by the user state: a listener
+    who goes looking for new tracks gets them. The index stays static: the item side is
+    only the first-play time (a buffer, `set_first_played`), the weights come from the
+    user side at request time. Starts at zero."""
+
+    def __init__(self, dim: int, n_items: int):
+        super().__init__()
+        self.weights = nn.Linear(dim, GAP_BUCKETS + 1)
+        nn.init.zeros_(self.weights.weight)
+        nn.init.zeros_(self.weights.bias)
+        self.register_buffer("first_played", torch.full((n_items + 2,), NOT_PLAYED))
+
+    @torch.no_grad()
+    def set_first_played(self, times: torch.Tensor) -> None:
+        """The first play time [n_items + 2] of every item id (NOT_PLAYED: none)."""
+        self.first_played.copy_(times)
+
+    def forward(
+        self, request: torch.Tensor, state: torch.Tensor, columns: torch.Tensor
+    ) -> torch.Tensor:
+        """Bonus [N, C] of the item ids `columns` ([C] or [N, C]) for requests [N] by
+        users in `state` [N, dim]. Ids the buffer does not know count as not played."""
+        known = columns < len(self.first_played)
+        first = self.first_played[columns.clamp(max=len(self.first_played) - 1)]
+        first = torch.where(known, first, NOT_PLAYED)
+        age = request[:, None] - (first[None, :] if first.dim() == 1 else first)
+        bucket = gap_buckets(age).masked_fill(age <= 0, GAP_BUCKETS)
+        return self.weights(state).gather(1, bucket)

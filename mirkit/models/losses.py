@@ -108,14 +108,18 @@ def full_softmax_loss(
     excluded: torch.Tensor | None = None,
     history: tuple[torch.Tensor, torch.Tensor] | None = None,
     candidates: torch.Tensor | None = None,
+    extra: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy over the whole catalogue: hidden [N, D], item_table [n_items + 1, D]
     (row 0 = padding, never a candidate), targets [N] in 1..n_items; excluded [N, n_items]
     (optional, True = not a candidate for that row; the target always stays one);
     history (ids [N, L], bonus [N, L]): the repeat bonus of each row's history tracks,
     added to their scores before the scale (`SASRec.score` ranks by the same sum);
-    candidates [n_items + 1] (optional, bool): the items that compete at all."""
+    candidates [n_items + 1] (optional, bool): the items that compete at all; extra
+    [N, n_items + 1]: more of the score (the freshness bonus), also before the scale."""
     logits = hidden.float() @ item_table.float().T
+    if extra is not None:
+        logits = logits + extra.float()
     if history is not None:
         logits = scatter_history(logits, *history)
     logits = logits[:, 1:] * scale.float()

@@ -18,7 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mirkit.models.config import ModelConfig
-from mirkit.models.history import GapEmbedding, RepeatScorer, scatter_history
+from mirkit.models.history import (
+    FreshnessScorer,
+    GapEmbedding,
+    RepeatScorer,
+    scatter_history,
+)
 
 
 def id_embedding(n_items: int, dim: int, n_artists: int = 0, n_albums: int = 0) -> nn.Embedding:
@@ -102,6 +107,7 @@ class SASRec(nn.Module):
         repeat: bool = False,
         groups: tuple[int, int] = (0, 0),
         repeat_memory: int = 0,
+        freshness: bool = False,
     ):
         super().__init__()
         self.n_items = n_items
@@ -124,6 +130,7 @@ class SASRec(nn.Module):
         self.play_gaps = GapEmbedding(dim) if time_inputs else None
         self.request_gaps = GapEmbedding(dim) if time_inputs else None
         self.repeat = RepeatScorer(dim) if repeat else None
+        self.freshness = FreshnessScorer(dim, n_items) if freshness else None
 
     @classmethod
     def from_config(
@@ -144,6 +151,7 @@ class SASRec(nn.Module):
             config.repeat,
             (config.n_artists, config.n_albums),
             config.repeat_memory,
+            config.freshness,
         )
 
     @torch.no_grad()
@@ -239,15 +247,21 @@ class SASRec(nn.Module):
     ) -> torch.Tensor:
         """Scores [B, V] of every item for requests at `request` [B]: the user embedding's
         dot product with `items` [V, dim] (the index, L2-normalised rows), plus the repeat
-        bonus of the history's tracks. Training validation, `mirkit eval` and `mirkit
-        recommend` all rank by this. Zero rows (items the index has nothing to embed from)
-        score -inf. With `candidates` [B, C] (item ids), only theirs."""
+        bonus of the history's tracks and the freshness bonus of every item. Training
+        validation, `mirkit eval` and `mirkit recommend` all rank by this. Zero rows (items
+        the index has nothing to embed from) score -inf. With `candidates` [B, C] (item
+        ids), only theirs."""
         history, times, request = _window(history, times, request, self.history_len, trim=True)
         states = self.sequence(history, None, times, request)[:, -1:]
         if candidates is None:
             scores = states[:, 0].float() @ items.float().T
         else:
             scores = (states.float() * items[candidates].float()).sum(dim=-1)
+        if self.freshness is not None:
+            request = play_times(history, times, request)[1][:, -1]
+            columns = torch.arange(len(items), device=items.device)
+            columns = columns if candidates is None else candidates
+            scores = scores + self.freshness(request, states[:, 0], columns)
         bonus = self.history_bonus(history, states, times, request)
         if bonus is not None:
             known = torch.where(history < items.shape[0], history, 0)
