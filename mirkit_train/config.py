@@ -21,7 +21,7 @@ class TrainConfig:
     time_inputs: bool = True  # the user tower reads the gaps between plays and to the request
     repeat: bool = True  # the user tower scores the history's tracks as candidates to replay
     repeat_memory: int | None = None  # plays the repeat part reads (None = the preset's)
-    freshness: bool = True  # items weighed by how long ago anyone first played them
+    freshness: bool = False  # items weighed by how long ago anyone first played them
     artists: bool = True  # artist and album rows join the id table (catalogues with artists)
     split: str = "leave-one-out"
     drop_repeats: bool = False

@@ -64,8 +64,10 @@ class ModelConfig:
     repeat_memory: int = 200
     """Plays the repeat part reads (the Transformer reads the last max_len of them): a
     track played long ago comes back too, and the part costs only memory^2 per user."""
-    freshness: bool = True
-    """The user tower weighs items by how long ago anyone first played them."""
+    freshness: bool = False
+    """The user tower weighs items by how long ago anyone first played them. Off by
+    default: it costs a [positions x items] bucket lookup per full-softmax step (training
+    3-4x slower on the demo) for no validation gain there (BENCHMARKS.md)."""
     n_artists: int = 0
     """Artists and albums of the catalogue (0: none): their rows join the id table."""
     n_albums: int = 0
