@@ -21,6 +21,7 @@ from mirkit.models.losses import (
     seen_so_far,
 )
 from mirkit.models.two_tower import TwoTower
+from mirkit.models.user_tower import CatalogueEmbedding
 from mirkit_train.config import TrainConfig
 from mirkit_train.item_major import ItemMajorBatch
 
@@ -134,13 +135,20 @@ def item_major_loss(
 def parts_without_gradient(model: TwoTower, path: str, loss: str) -> tuple[str, ...]:
     """Parts this objective never reaches, to be kept fixed (DDP requires every trained
     parameter to get a gradient): the repeat and freshness parts learn from the full
-    softmax only, the one loss that scores the history's tracks and every item's age."""
-    if (path, loss) == ("user-major", "full-softmax"):
-        return ()
-    tower = model.user_tower
-    return tuple(
-        f"user_tower.{name}" for name in ("repeat", "freshness") if getattr(tower, name) is not None
-    )
+    softmax only, the one loss that scores the history's tracks and every item's age; the
+    cold scale (the length of content-only embeddings) has nothing to learn from when
+    every item has an artist or album (its rows stand in for a missing id)."""
+    fixed = []
+    if (path, loss) != ("user-major", "full-softmax"):
+        tower = model.user_tower
+        fixed += [
+            f"user_tower.{n}" for n in ("repeat", "freshness") if getattr(tower, n) is not None
+        ]
+    table = model.item_tower.id_table
+    if hasattr(model.item_tower, "log_cold_scale") and isinstance(table, CatalogueEmbedding):
+        ids = torch.arange(1, model.n_items + 1, device=table.weight.device)
+        fixed += ["item_tower.log_cold_scale"] if bool(table.grouped(ids).all()) else []
+    return tuple(fixed)
 
 
 class TrainingStep(nn.Module):
