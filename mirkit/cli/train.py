@@ -49,8 +49,9 @@ HELP = {
     "repeat": "The user tower scores each history track as a candidate to play again "
     "(learned recency and frequency, mixed in by the user state) beside the catalogue "
     "score; it learns to stay out of the way on data without repeats.",
-    "repeat_memory": "How many recent plays the repeat part reads (the Transformer reads "
-    "the last max_len of them); default: the preset's (200).",
+    "repeat_memory": "How many recent plays the repeat part reads, when more than "
+    "max_len (the Transformer reads the last max_len of them); default: the preset's "
+    "(max_len).",
     "freshness": "Weigh each item by how long ago anyone first played it (its age in the "
     "log at the request time), per age as the user state says: new releases for "
     "listeners who look for them.",

@@ -61,9 +61,10 @@ class ModelConfig:
     """The user tower reads the time gap before each play and before the request."""
     repeat: bool = True
     """The user tower scores the history's tracks as candidates to play again."""
-    repeat_memory: int = 200
-    """Plays the repeat part reads (the Transformer reads the last max_len of them): a
-    track played long ago comes back too, and the part costs only memory^2 per user."""
+    repeat_memory: int = 0
+    """Plays the repeat part reads when more than max_len (the Transformer reads the last
+    max_len of them); it costs memory^2 per user. 0: max_len, chosen on validation (200
+    plays was 0.004 below 50 on the demo in both seeds tried; BENCHMARKS.md)."""
     freshness: bool = False
     """The user tower weighs items by how long ago anyone first played them. Off by
     default: it costs a [positions x items] bucket lookup per full-softmax step (training
