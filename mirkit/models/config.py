@@ -67,8 +67,9 @@ class ModelConfig:
     plays was 0.004 below 50 on the demo in both seeds tried; BENCHMARKS.md)."""
     freshness: bool = False
     """The user tower weighs items by how long ago anyone first played them. Off by
-    default: it costs a [positions x items] bucket lookup per full-softmax step (training
-    3-4x slower on the demo) for no validation gain there (BENCHMARKS.md)."""
+    default: it costs a [positions x items] bucket lookup per full-softmax step (the one
+    demo run with it took 1.6x as long) for a validation gain inside the seed spread
+    (BENCHMARKS.md)."""
     n_artists: int = 0
     """Artists and albums of the catalogue (0: none): their rows join the id table."""
     n_albums: int = 0
