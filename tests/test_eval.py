@@ -214,3 +214,16 @@ def test_runs_compare_groups_runs_that_differ_only_by_seed(two_runs, tiny_shards
     groups = [line for line in result.output.splitlines() if line.startswith("| model.repeat=")]
     assert len(groups) == 3  # two groups of two seeds, and one line of differences
     assert "| 2 |" in groups[0] and "/2 > 0" in groups[2]
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_validation_and_eval_on_the_validation_split_agree(two_runs, which):
+    """The trainer's best validation NDCG@10 is what `mirkit eval --split val` measures
+    on the saved best model: one ranking path for both."""
+    run = two_runs[which]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    best = max(r["val_NDCG@10"] for r in rows if "val_NDCG@10" in r)
+    result = CliRunner().invoke(main, ["eval", "--run", str(run), "--split", "val"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((run / "eval-val.json").read_text())
+    assert report["metrics"][run.name]["all"]["NDCG@10"] == pytest.approx(best, abs=1e-6)
