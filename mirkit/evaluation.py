@@ -126,10 +126,12 @@ def baseline_ranks(
     k = min(top_k, n)
     tops = {name: np.empty((len(targets.items), k), dtype=np.int64) for name in BASELINES}
     for r, target in enumerate(targets.items):
+        if exclude_seen:
+            seen = np.unique(targets.history(r))
+            seen = seen[seen != target]
         for name, scores in baseline_scores(targets, r, pop).items():
             if exclude_seen:
-                seen = np.unique(targets.history(r))
-                scores[seen[seen != target]] = -np.inf
+                scores[seen] = -np.inf
             ranks[name][r] = target_ranks(scores[None], np.array([target]))[0]
             if k:
                 tops[name][r] = np.argsort(-scores, kind="stable")[:k]

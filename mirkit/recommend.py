@@ -94,13 +94,16 @@ class Recommender:
     # --- who ---
     def history(self, user_id: str) -> np.ndarray:
         """All the user's plays in time order (item ids)."""
+        return np.asarray(self.plays.items[self._plays_of(user_id)])
+
+    def _plays_of(self, user_id: str) -> slice:
         if user_id not in self.user_rows:
             raise UnknownId(
                 f"unknown user {user_id!r}: `mirkit recommend --list-users --run "
                 f"{self.run.path}` lists the users of {self.shards}"
             )
         u = int(self.user_rows[user_id])
-        return np.asarray(self.plays.items[self.plays.indptr[u] : self.plays.indptr[u + 1]])
+        return slice(int(self.plays.indptr[u]), int(self.plays.indptr[u + 1]))
 
     def track(self, text: str) -> int:
         """An item id from a track id (MusicBrainz) or "Artist - Title"."""
@@ -127,9 +130,7 @@ class Recommender:
     # --- what ---
     def played_at(self, user_id: str) -> np.ndarray:
         """The times of the user's plays (`history`'s order)."""
-        self.history(user_id)  # the unknown-user message
-        u = int(self.user_rows[user_id])
-        return np.asarray(self.plays.times[self.plays.indptr[u] : self.plays.indptr[u + 1]])
+        return np.asarray(self.plays.times[self._plays_of(user_id)])
 
     def default_request_time(self, times: np.ndarray) -> tuple[int, str]:
         """(time, why) of a request for a listener whose plays are at `times`: now while

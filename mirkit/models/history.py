@@ -76,10 +76,10 @@ class RepeatScorer(nn.Module):
 
     def forward(
         self, ids: torch.Tensor, times: torch.Tensor, request: torch.Tensor, state: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(bonus [B, P, L], last [B, P, L]) for P query positions: the bonus of track
-        ids[b, q] when predicting at query p, nonzero only where `last` (q holds that
-        track's latest play at or before p, so each track gets it once).
+    ) -> torch.Tensor:
+        """The bonus [B, P, L] for P query positions: that of track ids[b, q] when
+        predicting at query p, nonzero only where q holds that track's latest play at or
+        before p (so each track gets it once).
 
         ids, times [B, L] (0 = padding); request [B, P] the time of each query (the play
         being predicted); state [B, P, dim] the user state at each query. With P < L the
@@ -100,7 +100,7 @@ class RepeatScorer(nn.Module):
         activation = torch.log(summed.clamp(min=1e-30)) + top
         a, b = self.mix(state).unbind(-1)
         bonus = a[..., None] * activation + b[..., None]
-        return bonus.masked_fill(~last, 0.0), last
+        return bonus.masked_fill(~last, 0.0)
 
 
 def scatter_history(

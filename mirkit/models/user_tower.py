@@ -212,7 +212,7 @@ class SASRec(nn.Module):
         history, times, request = _window(history, times, request, self.history_len)
         times, request = play_times(history, times, request)
         queries = states.shape[1]
-        return self.repeat(history, times, request[:, -queries:], states)[0]
+        return self.repeat(history, times, request[:, -queries:], states)
 
     def _attention_mask(self, ids: torch.Tensor) -> torch.Tensor:
         """[B * heads, L, L], True = blocked: no future positions, no padding keys; a
