@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def popularity(train_items: np.ndarray, n_items: int) -> np.ndarray:
-    """The most-popular baseline: training play counts per item id, plus a vanishing
-    item-id tie-break."""
-    counts = np.bincount(train_items, minlength=n_items + 1).astype(np.float64)
+def popularity(train_counts: np.ndarray) -> np.ndarray:
+    """The most-popular baseline: training play counts per item id [n_items + 1], plus a
+    vanishing item-id tie-break (id 0, padding, scores -inf)."""
+    n_items = len(train_counts) - 1
+    counts = train_counts.astype(np.float64)
     counts[0] = -np.inf
     return counts + 1e-6 * (n_items - np.arange(n_items + 1)) / (n_items + 1)
 
@@ -39,7 +40,9 @@ def recency_frequency(
     memory, used for music re-listening by Reiter-Haas et al., RecSys 2021): log of the
     sum over its plays of (seconds since the play) ^ -decay, with ACT-R's customary
     decay 0.5; unplayed items by popularity, below every played one."""
-    scores = pop * 1e-9 - 1e9
+    # unplayed: -100 + popularity in [0, 1] (activations of plays within 10^80 seconds are
+    # above it); a larger offset would round popularity's differences away in float64
+    scores = pop / pop.max() - 100.0
     if len(history):
         ages = np.maximum(request - np.asarray(times, dtype=np.float64), 1.0)
         strength = np.zeros(len(pop))

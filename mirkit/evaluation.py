@@ -64,9 +64,14 @@ def load_targets(run: TrainedRun, shards: Path, which: str, limit: int = 0) -> T
     if limit and len(rows) > limit:
         rows = np.sort(np.random.default_rng(0).choice(rows, limit, replace=False))
     n_items = run.n_items
-    counts = np.bincount(np.asarray(split.plays.items)[split.train_rows], minlength=n_items + 1)
+    return targets_of(split, rows, n_items)
+
+
+def targets_of(split: Split, rows: np.ndarray, n_items: int) -> Targets:
+    """The plays at `rows` as targets, with the training play counts of every item."""
+    rows = np.asarray(rows)
     items = np.asarray(split.plays.items)[rows].astype(np.int64)
-    return Targets(split, np.asarray(rows), items, counts[: n_items + 1])
+    return Targets(split, rows, items, split.train_counts(n_items))
 
 
 def per_target(ranks: np.ndarray) -> dict[str, np.ndarray]:
@@ -121,7 +126,7 @@ def baseline_ranks(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(ranks, top-K lists) of the baselines."""
     n = len(targets.train_counts) - 1
-    pop = popularity(np.asarray(targets.split.plays.items)[targets.split.train_rows], n)
+    pop = popularity(targets.train_counts)
     ranks = {name: np.empty(len(targets.items), dtype=np.int64) for name in BASELINES}
     k = min(top_k, n)
     tops = {name: np.empty((len(targets.items), k), dtype=np.int64) for name in BASELINES}
@@ -366,8 +371,7 @@ def _sampled(run: TrainedRun, targets: Targets, negatives: int) -> dict:
     items = torch.from_numpy(index.embeddings[: run.n_items + 1])
     scores = torch.cat([s for _, s in model_scores(tower, targets.split, targets.rows, items)])
     scores = scores.numpy()
-    n = len(targets.train_counts) - 1
-    pop = popularity(np.asarray(targets.split.plays.items)[targets.split.train_rows], n)
+    pop = popularity(targets.train_counts)
     model = sampled_ranks(lambda r, ids: scores[r, ids], targets, negatives)
     popular = sampled_ranks(lambda r, ids: pop[ids], targets, negatives)
     return {

@@ -9,7 +9,6 @@ exact search is too slow.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import torch
 from mirkit import log
 from mirkit.data.content import InputSpec, catalogue_batches, local_shard_urls
 from mirkit.distributed import ONE_PROCESS, World, all_reduce_sum
+from mirkit.files import atomic_path, sha256_file
 from mirkit.models.item_tower import ItemBatch
 from mirkit.models.two_tower import WEIGHTS_FILE, TwoTower
 from mirkit.models.user_tower import CatalogueEmbedding
@@ -37,11 +37,7 @@ class IndexMismatch(ValueError):
 
 def model_fingerprint(model_dir: Path) -> str:
     """sha256 of the saved weights: which model an index was built with."""
-    digest = hashlib.sha256()
-    with open(model_dir / WEIGHTS_FILE, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(model_dir / WEIGHTS_FILE)
 
 
 @torch.no_grad()
@@ -98,12 +94,10 @@ class ItemIndex:
         """Written to a temporary name and renamed, so a reader never sees half a file."""
         import h5py
 
-        temporary = path.with_name(path.name + ".tmp")
-        with h5py.File(temporary, "w") as f:
+        with atomic_path(path) as temporary, h5py.File(temporary, "w") as f:
             f.create_dataset("embeddings", data=self.embeddings, chunks=True)
             f.attrs["meta"] = json.dumps(self.meta)
             f.attrs["format_version"] = FORMAT_VERSION
-        temporary.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> ItemIndex:

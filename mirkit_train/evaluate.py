@@ -14,7 +14,7 @@ import torch
 
 from mirkit.data.plays import Split
 from mirkit.distributed import ONE_PROCESS, World, all_gather_objects
-from mirkit.evaluation import Targets, baseline_ranks, model_ranks
+from mirkit.evaluation import Targets, baseline_ranks, model_ranks, targets_of
 from mirkit.metrics import ranking_report
 from mirkit.models.two_tower import TwoTower
 
@@ -27,12 +27,6 @@ def validation_targets(split: Split, n_items: int, limit: int, seed: int) -> Tar
     if len(rows) > limit:
         rows = np.sort(np.random.default_rng(seed).choice(rows, limit, replace=False))
     return targets_of(split, rows, n_items)
-
-
-def targets_of(split: Split, rows: np.ndarray, n_items: int) -> Targets:
-    items = np.asarray(split.plays.items)
-    counts = np.bincount(items[split.train_rows], minlength=n_items + 1)[: n_items + 1]
-    return Targets(split, np.asarray(rows), items[rows].astype(np.int64), counts)
 
 
 def baseline_reports(targets: Targets, exclude_seen: bool) -> dict[str, dict]:

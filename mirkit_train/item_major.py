@@ -43,8 +43,7 @@ class ItemMajorBatch:
 
 def emission_rates(split: Split, n_items: int, k: int, cap: float) -> np.ndarray:
     """Expected emissions per pass e_i = min(cap, n_i / K) per item id (0 = never)."""
-    counts = np.bincount(np.asarray(split.plays.items)[split.train_rows], minlength=n_items + 1)
-    rates = np.minimum(cap, counts / k)
+    rates = np.minimum(cap, split.train_counts(n_items) / k)
     rates[0] = 0.0
     return rates
 

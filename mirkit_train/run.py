@@ -11,7 +11,6 @@ runs/NAME/failures/        rank-R.json: the error of each rank that failed (mult
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 
 import mirkit
+from mirkit.files import atomic_path, sha256_file, write_atomic
 
 CHECKPOINTS = "checkpoints"
 
@@ -62,7 +62,7 @@ def provenance(device: torch.device) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     return {
         "git_commit": commit,
-        "uv_lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest() if lock.exists() else None,
+        "uv_lock_sha256": sha256_file(lock) if lock.exists() else None,
         "versions": versions,
         "device": {
             "type": device.type,
@@ -97,7 +97,7 @@ class RunDir:
             handler.close()
 
     def write_config(self, record: dict) -> None:
-        _atomic_write(self.path / "config.json", json.dumps(record, indent=1).encode())
+        write_atomic(self.path / "config.json", json.dumps(record, indent=1).encode())
 
     def read_config(self) -> dict:
         return json.loads((self.path / "config.json").read_text())
@@ -117,7 +117,7 @@ class RunDir:
         cause rather than the other ranks' "connection closed by peer"."""
         (self.path / "failures").mkdir(exist_ok=True)
         record = {"rank": rank, "time": time.time(), "error": f"{type(error).__name__}: {error}"}
-        _atomic_write(self.path / "failures" / f"rank-{rank}.json", json.dumps(record).encode())
+        write_atomic(self.path / "failures" / f"rank-{rank}.json", json.dumps(record).encode())
 
     def failures(self) -> list[dict]:
         """Recorded rank failures, earliest first."""
@@ -133,9 +133,8 @@ class RunDir:
 
     def save_checkpoint(self, name: str, state: dict) -> None:
         path = self.checkpoint_path(name)
-        temporary = path.with_name(path.name + ".tmp")
-        torch.save(state, temporary)
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            torch.save(state, temporary)
 
     def load_checkpoint(self, name: str) -> dict:
         return torch.load(self.checkpoint_path(name), map_location="cpu", weights_only=True)
@@ -173,9 +172,3 @@ class RunDir:
         fig.savefig(out, dpi=80)
         plt.close(fig)
         return out
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)

@@ -141,7 +141,7 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
         model.user_tower.freshness.set_first_played(first.to(device))
     warm = np.unique(np.asarray(split.plays.items)[split.train_rows])
     model.item_tower.set_warm_items(torch.from_numpy(warm.astype(np.int64)).to(device))
-    counts = np.bincount(np.asarray(split.plays.items)[split.train_rows], minlength=n_items + 1)
+    counts = split.train_counts(n_items)
     log_pop = torch.from_numpy(np.log((counts + 1) / (counts + 1).sum())).float().to(device)
     if cfg.init_from:
         copied = init_from_run(model, Path(cfg.init_from), device)
@@ -374,6 +374,7 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
                 "train_loss": float(np.mean(losses)) if losses else float("nan"),
                 "samples_per_s": samples_total / max(waited + computed, 1e-9),
                 "data_wait_fraction": waited / max(waited + computed, 1e-9),
+                "seconds": round(time.perf_counter() - started, 1),  # time-to-quality curves
             }
             for who, metrics in report.items():
                 prefix = "val" if who == "model" else f"val_{who}"

@@ -227,3 +227,17 @@ def test_validation_and_eval_on_the_validation_split_agree(two_runs, which):
     assert result.exit_code == 0, result.output
     report = json.loads((run / "eval-val.json").read_text())
     assert report["metrics"][run.name]["all"]["NDCG@10"] == pytest.approx(best, abs=1e-6)
+
+
+def test_recency_frequency_ranks_played_tracks_first_then_popularity():
+    """ACT-R: played tracks by activation (recent and frequent first), then every unplayed
+    track by its play count - with exact popularity order even when history is excluded
+    (a huge offset once rounded the counts away and tied every unplayed item)."""
+    from mirkit.baselines import popularity, recency_frequency
+
+    pop = popularity(np.array([0, 1, 1, 10, 11, 12, 0]))  # counts 1 apart
+    scores = recency_frequency(np.array([1, 2, 1]), np.array([0, 50, 90]), 100, pop)
+    played_order = np.argsort(-scores)[:2].tolist()
+    assert played_order == [1, 2]  # item 1: two plays, one 10 s ago; item 2: one, 50 s ago
+    assert np.argsort(-scores)[2:5].tolist() == [5, 4, 3]  # then by popularity, untied
+    assert len(set(scores[3:6].tolist())) == 3

@@ -363,7 +363,7 @@ def test_rank_in_blocks_is_pessimistic_and_excludes_history():
 
 def test_baselines_on_a_toy_log():
     train = np.array([1, 1, 1, 2, 2, 3])
-    pop = popularity(train, n_items=4)
+    pop = popularity(np.bincount(train, minlength=5))
     assert np.argsort(-pop)[:4].tolist() == [1, 2, 3, 4] and pop[0] == -np.inf
     own = user_most_played(np.array([3, 3, 2]), pop)
     assert np.argsort(-own)[:3].tolist() == [3, 2, 1]

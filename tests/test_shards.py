@@ -325,3 +325,17 @@ def test_seqrec_text_format_imports(tmp_path):
     catalog = pl.read_parquet(out / layout.CATALOG)
     keys = first_user.join(catalog, on="item_id").sort("timestamp")["track_key"].to_list()
     assert keys == ["1", "2", "3", "4", "5", "6", "7", "8"]
+
+
+def test_an_interrupted_atomic_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    from mirkit.files import atomic_path, write_json_atomic
+
+    path = tmp_path / "manifest.json"
+    write_json_atomic(path, {"version": 1})
+    with pytest.raises(RuntimeError), atomic_path(path) as temporary:
+        temporary.write_text('{"version": 2, "trunc')
+        raise RuntimeError("killed mid-write")
+    assert json.loads(path.read_text()) == {"version": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+    write_json_atomic(path, {"version": 2})
+    assert json.loads(path.read_text()) == {"version": 2}

@@ -24,12 +24,14 @@ import torch
 
 from mirkit import log
 from mirkit.data.plays import Split, SplitConfig, load_plays, make_split
+from mirkit.evaluation import targets_of
 from mirkit.index import embed_catalogue
 from mirkit.models.two_tower import TwoTower
 from mirkit.shards.build import BuildInputs, BuildOptions, build_shards
 from mirkit.shards.manifest import load_manifest
 from mirkit_train.config import TrainConfig
-from mirkit_train.evaluate import evaluate, targets_of
+from mirkit_train.evaluate import evaluate
+from mirkit_train.run import RunDir
 from mirkit_train.train import train
 
 PUBLISHED = {  # HR@10, NDCG@10, HR@20, NDCG@20
@@ -77,6 +79,12 @@ PUBLISHED = {  # HR@10, NDCG@10, HR@20, NDCG@20
     help="Training seeds, e.g. 0 or 0-4 or 0,2: one row each, then their mean.",
 )
 @click.option("--patience", type=int, default=10, help="Epochs without a better val NDCG@10.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue each seed's run from its last checkpoint (after an interruption) "
+    "instead of training it from scratch.",
+)
 def main(
     data: Path,
     out: Path,
@@ -91,6 +99,7 @@ def main(
     shift_windows: bool,
     history_dropout: float,
     seeds: str,
+    resume: bool,
 ) -> None:
     log.configure(0)
     name = data.stem
@@ -109,11 +118,12 @@ def main(
     split = make_split(load_plays(shards, manifest["fingerprints"]["interactions"]), SplitConfig())
     click.echo("| data | model | HR@10 | NDCG@10 | HR@20 | NDCG@20 |")
     click.echo("|---|---|---:|---:|---:|---:|")
-    rows, vals = [], []
+    rows, vals, runs = [], [], []
     for seed in _parse_seeds(seeds):
         seed_tag = f"-seed{seed}" if seed else ""
         run = out / f"run-{name}-{loss}{tags}-lr{lr:g}-do{dropout:g}{seed_tag}"
-        shutil.rmtree(run, ignore_errors=True)  # this tool always trains from scratch
+        if not resume:
+            shutil.rmtree(run, ignore_errors=True)  # from scratch unless told to resume
         started = time.perf_counter()
         summary = train(
             TrainConfig(
@@ -134,9 +144,17 @@ def main(
                 seed=seed,
                 path="user-major",
                 early_stopping=patience,
+                resume=resume and (run / "checkpoints" / "last.pt").exists(),
             )
         )
+        if "stopped at step" in summary:
+            raise click.ClickException(
+                f"training of seed {seed} was interrupted at step {summary['stopped at step']}; "
+                f"{run} holds its last checkpoint: run the same command with --resume to "
+                f"continue it (seeds before it are retrained unless you pass --seeds {seed}-...)"
+            )
         minutes = (time.perf_counter() - started) / 60
+        runs.append(run)
         rows.append(_test(split, run))
         vals.append(summary["val NDCG@10 (best)"])
         click.echo(
@@ -149,8 +167,33 @@ def main(
             f"| {name} | {method}, mean of {len(rows)} seeds, "
             f"val NDCG@10 {sum(vals) / len(vals):.4f}) | " + _cells(mean)
         )
-    for baseline, values in PUBLISHED[name].items():
+    for baseline, values in PUBLISHED.get(name, {}).items():
         click.echo(f"| {name} | {baseline} (published) | " + _cells(values))
+    if name not in PUBLISHED:
+        click.echo(f"(no published numbers for {name}: the table knows {', '.join(PUBLISHED)})")
+    click.echo(f"time to quality: {plot_time_to_quality(runs, out / f'time-{name}.png')}")
+
+
+def plot_time_to_quality(runs: list[Path], path: Path) -> Path:
+    """Validation NDCG@10 against training seconds (steps and validation), one line per
+    run, from each run's metrics.jsonl."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for run in runs:
+        rows = [r for r in RunDir(run).metrics() if "val_NDCG@10" in r and "seconds" in r]
+        axes.plot([r["seconds"] for r in rows], [r["val_NDCG@10"] for r in rows], label=run.name)
+    axes.set_xlabel("seconds of training (steps and validation)")
+    axes.set_ylabel("validation NDCG@10")
+    axes.legend(fontsize=7)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
 
 
 def _parse_seeds(text: str) -> list[int]:

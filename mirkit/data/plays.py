@@ -154,6 +154,11 @@ class Split:
     test_rows: np.ndarray
     prefix_end: np.ndarray  # [U] int64: end row of each user's training prefix
 
+    def train_counts(self, n_items: int) -> np.ndarray:
+        """Training plays of each item id [n_items + 1] (index 0: padding, 0 plays)."""
+        items = np.asarray(self.plays.items)[self.train_rows]
+        return np.bincount(items, minlength=n_items + 1)[: n_items + 1]
+
     def plays_before(self, row: int) -> np.ndarray:
         """Every play of the user before `row`, oldest first (not cut to max_len)."""
         indptr = np.asarray(self.plays.indptr)

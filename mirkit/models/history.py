@@ -92,9 +92,11 @@ class RepeatScorer(nn.Module):
         since = (request[:, :, None] - times[:, None, :]).clamp(min=0).float()
         steps = (query_pos[:, None] - positions[None, :] + 1).clamp(min=1).float()
         features = torch.stack([torch.log1p(since), torch.log1p(steps).expand_as(since)], -1)
-        weight = self.decay(features).squeeze(-1)  # [B, P, L]
         played = (positions[None, :] <= query_pos[:, None])[None] & (ids[:, None, :] > 0)
-        weight = weight.masked_fill(~played, float("-inf"))
+        # the MLP sees only the (query, earlier play) pairs: on short, padded histories
+        # most of the [B, P, L] grid is padding or the future
+        weight = features.new_full(played.shape, float("-inf"))
+        weight = weight.masked_scatter(played, self.decay(features[played]).squeeze(-1))
         top = weight.amax(dim=-1, keepdim=True).clamp(min=-1e4)
         summed = torch.bmm((weight - top).exp(), same.float())  # [B, P, L]: per track
         activation = torch.log(summed.clamp(min=1e-30)) + top

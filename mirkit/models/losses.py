@@ -15,8 +15,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from mirkit.models.history import scatter_history
-
 
 class LearnedTemperature(nn.Module):
     """The logit scale 1/tau as a learned log-parameter, clamped to tau >= min_tau."""
@@ -115,22 +113,38 @@ def full_softmax_loss(
     (optional, True = not a candidate for that row; the target always stays one);
     history (ids [N, L], bonus [N, L]): the repeat bonus of each row's history tracks,
     added to their scores before the scale (`SASRec.score` ranks by the same sum);
-    candidates [n_items + 1] (optional, bool): the items that compete at all; extra
-    [N, n_items + 1]: more of the score (the freshness bonus), also before the scale."""
-    logits = hidden.float() @ item_table.float().T
+    candidates [n_items + 1] (optional, bool): the items that compete at all (the
+    targets and history tracks must be among them); extra [N, n_items + 1]: more of the
+    score (the freshness bonus), also before the scale.
+
+    The [N, n_items] logits are the step's largest tensor, so each pass over them counts
+    (docs/design.md, "Where an id-only step's time goes"): the scale multiplies the
+    hidden rows, non-candidates are left out of the table rather than masked, and the
+    bonus is added in place."""
+    scale = scale.float()
+    columns = torch.arange(1, len(item_table), device=targets.device)
+    if candidates is not None:
+        columns = columns[candidates[1:]]
+        if excluded is not None:
+            excluded = excluded[:, columns - 1]
+        extra = extra[:, columns] if extra is not None else None
+    column_of = torch.full((len(item_table),), -1, device=targets.device)
+    column_of[columns] = torch.arange(len(columns), device=targets.device)
+    labels = column_of[targets]
+    logits = (hidden.float() * scale) @ item_table[columns].float().T
     if extra is not None:
-        logits = logits + extra.float()
+        logits = logits + extra.float() * scale
     if history is not None:
-        logits = scatter_history(logits, *history)
-    logits = logits[:, 1:] * scale.float()
-    if candidates is not None:  # after the scale: -inf times its zero gradient is NaN
-        logits = logits.masked_fill(~candidates[1:], float("-inf"))
+        ids, bonus = history
+        placed = column_of[ids]
+        bonus = (bonus * scale).to(logits.dtype).masked_fill(placed < 0, 0.0)
+        logits = logits.scatter_add_(1, placed.clamp(min=0), bonus)
     if excluded is not None:
         rows = torch.arange(len(targets), device=targets.device)
         excluded = excluded.clone()
-        excluded[rows, targets - 1] = False
+        excluded[rows, labels] = False
         logits = logits.masked_fill(excluded, float("-inf"))
-    return F.cross_entropy(logits, targets - 1)
+    return F.cross_entropy(logits, labels)
 
 
 def seen_so_far(inputs: torch.Tensor, n_items: int) -> torch.Tensor:

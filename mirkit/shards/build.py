@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from mirkit import log
+from mirkit.files import write_json_atomic, write_parquet_atomic
 from mirkit.shards import layout
 from mirkit.shards.catalog import IdMaps, build_id_maps, media_key
 from mirkit.shards.inputs import (
@@ -43,7 +44,7 @@ from mirkit.shards.inputs import (
 from mirkit.shards.manifest import FORMAT_VERSION, finalize, problems_frame, read_problems
 from mirkit.shards.media import AUDIO_SUFFIXES, COVER_SUFFIXES, ContentConfig
 from mirkit.shards.text import DEFAULT_TOKENIZER, prepare_tokenizer, vocab_sha256
-from mirkit.shards.writer import ItemSource, ShardTask, stats_path, write_json_atomic, write_shard
+from mirkit.shards.writer import ItemSource, ShardTask, stats_path, write_shard
 
 logger = logging.getLogger(__name__)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # workers are forked
@@ -300,23 +301,17 @@ def _write_tables(
     out: Path, maps: IdMaps, inputs: BuildInputs, problems: list[Problem], appending: bool
 ) -> None:
     users = _users_table(maps, inputs.profiles, out / layout.USERS if appending else None)
-    _write_parquet_atomic(users, out / layout.USERS)
-    _write_parquet_atomic(maps.interactions, out / layout.INTERACTIONS)
-    _write_parquet_atomic(maps.catalog, out / layout.STAGED_CATALOG)
+    write_parquet_atomic(users, out / layout.USERS)
+    write_parquet_atomic(maps.interactions, out / layout.INTERACTIONS)
+    write_parquet_atomic(maps.catalog, out / layout.STAGED_CATALOG)
     table_problems = problems_frame(problems)
     if appending:
         table_problems = pl.concat([read_problems(out / layout.TABLE_PROBLEMS), table_problems])
-    _write_parquet_atomic(table_problems, out / layout.TABLE_PROBLEMS)
+    write_parquet_atomic(table_problems, out / layout.TABLE_PROBLEMS)
     imports_path = out / layout.IMPORTS
     imports = json.loads(imports_path.read_text()) if appending and imports_path.exists() else []
     record = {"plays file": inputs.plays.name, "plays format": maps.plays_format, **maps.counts}
     write_json_atomic(imports_path, [*imports, record])
-
-
-def _write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    frame.write_parquet(temporary, statistics=False)
-    os.replace(temporary, path)
 
 
 def _set_worker_threads() -> None:

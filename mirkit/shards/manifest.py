@@ -13,9 +13,10 @@ import numpy as np
 import polars as pl
 
 from mirkit import __version__
+from mirkit.files import write_json_atomic, write_parquet_atomic
 from mirkit.shards import layout
 from mirkit.shards.inputs import Problem
-from mirkit.shards.writer import stats_path, write_json_atomic
+from mirkit.shards.writer import stats_path
 
 FORMAT = "mirkit-shards"
 FORMAT_VERSION = 1
@@ -123,9 +124,7 @@ def finalize(out: Path) -> dict:
     interactions = pl.read_parquet(out / layout.INTERACTIONS)
     users = pl.read_parquet(out / layout.USERS)
     for frame, name in ((catalog, layout.CATALOG), (failures, layout.FAILURES)):
-        temporary = out / (name + ".tmp")
-        frame.write_parquet(temporary, statistics=False)
-        temporary.replace(out / name)
+        write_parquet_atomic(frame, out / name)
 
     shards = [
         {

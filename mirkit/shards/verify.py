@@ -9,10 +9,10 @@ import numpy as np
 import polars as pl
 
 from mirkit import log
+from mirkit.files import sha256_file
 from mirkit.shards import layout
 from mirkit.shards.manifest import fingerprints, load_manifest
 from mirkit.shards.reader import decode_sample, iter_samples
-from mirkit.shards.writer import sha256_file
 
 
 def _check_sample(decoded: dict, manifest: dict, flags: dict) -> list[str]:

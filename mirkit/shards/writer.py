@@ -8,7 +8,6 @@ re-run skips finished shards and the final manifest is assembled from stats file
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -19,6 +18,7 @@ import numpy as np
 import webdataset as wds
 
 from mirkit.ffmpeg import AudioDecodeError
+from mirkit.files import atomic_path, sha256_file, write_json_atomic
 from mirkit.shards.inputs import Problem
 from mirkit.shards.media import ContentConfig, ContentError, audio_clip, cover_jpeg, log_mel
 from mirkit.shards.text import saved_tokenizer, token_ids
@@ -64,14 +64,6 @@ def npy_bytes(array: np.ndarray) -> bytes:
     out = io.BytesIO()
     np.save(out, array, allow_pickle=False)
     return out.getvalue()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _encode_item(item: ItemSource, task: ShardTask) -> tuple[dict, dict, list[Problem]]:
@@ -140,9 +132,8 @@ def _encode_item(item: ItemSource, task: ShardTask) -> tuple[dict, dict, list[Pr
 
 def write_shard(task: ShardTask) -> dict:
     """Write one shard and its stats file; returns the stats."""
-    temporary = task.path.with_name(task.path.name + ".tmp")
     flags, problems = [], []
-    with open(temporary, "wb") as stream:
+    with atomic_path(task.path) as temporary, open(temporary, "wb") as stream:
         writer = wds.TarWriter(
             stream, user="mirkit", group="mirkit", mtime=TAR_MTIME, encoder=False
         )
@@ -159,7 +150,6 @@ def write_shard(task: ShardTask) -> dict:
         writer.close()
         stream.flush()
         os.fsync(stream.fileno())
-    os.replace(temporary, task.path)
     ids = [item.item_id for item in task.items]
     stats = {
         "name": task.path.name,
@@ -172,11 +162,3 @@ def write_shard(task: ShardTask) -> dict:
     }
     write_json_atomic(stats_path(task.path), stats)
     return stats
-
-
-def write_json_atomic(path: Path, value: object) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(
-        json.dumps(value, ensure_ascii=False, sort_keys=True, indent=1), encoding="utf-8"
-    )
-    os.replace(temporary, path)

@@ -98,7 +98,7 @@ def score_methods(
     so memory stays at chunk x catalogue whatever the number of targets)."""
     index = WorldIndex(world, model)
     # the library baselines score item ids with 0 as padding: track index t is id t + 1
-    pop = popularity(log.track[train] + 1, world.n_tracks)
+    pop = popularity(np.bincount(log.track[train] + 1, minlength=world.n_tracks + 1))
     ranks: dict[str, list[np.ndarray]] = {
         "oracle": [],
         "most-popular": [],

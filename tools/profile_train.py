@@ -1,0 +1,140 @@
+"""Where a user-major training step and an epoch spend their time (docs/design.md,
+"Where an id-only step's time goes").
+
+    .venv/bin/python tools/profile_train.py ../shared/data/seqrec/Beauty.txt --out /tmp/profile
+    .venv/bin/python tools/profile_train.py shards/demo --out /tmp/profile --steps 30
+
+Builds the model and the batches exactly as `mirkit train` does (an id-only model, the
+user-major path, the full softmax; other options as `mirkit train`'s), then times
+`--steps` steps phase by phase (making the batch, the forward pass, the backward pass,
+the optimiser), the top operators of the torch profiler, and one validation (embedding
+the catalogue, scoring the validation targets). Prints what an epoch costs from these.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import polars as pl
+import torch
+
+from mirkit import log
+from mirkit.data.plays import SplitConfig, load_plays, make_split
+from mirkit.index import embed_catalogue
+from mirkit.models.two_tower import TwoTower
+from mirkit.shards.build import BuildInputs, BuildOptions, build_shards
+from mirkit.shards.manifest import load_manifest
+from mirkit_train.config import TrainConfig
+from mirkit_train.evaluate import evaluate, validation_targets
+from mirkit_train.objectives import TrainingStep
+from mirkit_train.resolve import resolve_model
+from mirkit_train.user_major import UserMajorBatches
+
+
+@click.command()
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--steps", type=int, default=20, help="Timed steps (after 3 warm-up steps).")
+@click.option("--batch-size", type=int, default=TrainConfig.batch_size)
+@click.option("--dropout", type=float, default=None)
+@click.option("--threads", type=int, default=0, help="torch threads (0: torch's default).")
+def main(
+    data: Path, out: Path | None, steps: int, batch_size: int, dropout: float | None, threads: int
+) -> None:
+    log.configure(0)
+    if threads:
+        torch.set_num_threads(threads)
+    shards = _shards_of(data, out or Path(tempfile.mkdtemp()))
+    cfg = TrainConfig(
+        shards=str(shards),
+        run="-",
+        modalities=("id",),
+        path="user-major",
+        batch_size=batch_size,
+        dropout=dropout,
+    )
+    manifest = load_manifest(shards)
+    catalog = pl.read_parquet(shards / "catalog.parquet")
+    n_items = int(catalog["item_id"].max())
+    split = make_split(load_plays(shards, manifest["fingerprints"]["interactions"]), SplitConfig())
+    model_config, _, spec, tabular, groups = resolve_model(cfg, shards, manifest, catalog)
+    model = TwoTower(model_config, n_items)
+    if groups is not None:
+        model.set_catalogue_groups(*(torch.from_numpy(g) for g in groups))
+    counts = split.train_counts(n_items)
+    log_pop = torch.from_numpy(np.log((counts + 1) / (counts + 1).sum())).float()
+    step_loss = TrainingStep(model, "user-major", "full-softmax", log_pop, cfg, tabular)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    memory = model.user_tower.history_len - model_config.max_len
+    batches = UserMajorBatches(split, model_config.max_len, batch_size, 0, False, memory)
+    epoch = itertools.chain.from_iterable(batches.epoch(e) for e in itertools.count())
+    phases = {"batch": 0.0, "forward": 0.0, "backward": 0.0, "optimiser": 0.0}
+
+    def one_step(timed: bool) -> None:
+        t0 = time.perf_counter()
+        batch = next(epoch)
+        t1 = time.perf_counter()
+        loss, _ = step_loss(batch)
+        t2 = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        t3 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        t4 = time.perf_counter()
+        if timed:
+            for name, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                phases[name] += seconds
+
+    model.train()
+    for _ in range(3):
+        one_step(False)
+    for _ in range(steps):
+        one_step(True)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(min(5, steps)):
+            one_step(False)
+    per_step = sum(phases.values()) / steps
+    click.echo(
+        f"{data.name}: {n_items} items, {len(batches.spans)} windows, batch {batch_size}, "
+        f"{batches.steps_per_epoch()} steps per epoch, {torch.get_num_threads()} threads"
+    )
+    click.echo("| phase | ms per step | share |\n|---|---:|---:|")
+    for name, seconds in phases.items():
+        click.echo(f"| {name} | {1000 * seconds / steps:.1f} | {seconds / steps / per_step:.0%} |")
+    click.echo(f"| step | {1000 * per_step:.1f} | 100% |")
+    click.echo(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+    started = time.perf_counter()
+    targets = validation_targets(split, n_items, cfg.val_limit, cfg.seed)
+    with torch.no_grad():
+        table = embed_catalogue(model, n_items, [], spec, torch.device("cpu"))
+    embedded = time.perf_counter()
+    evaluate(model, targets, table, cfg.exclude_seen, baselines={})
+    ranked = time.perf_counter()
+    epoch_seconds = per_step * batches.steps_per_epoch()
+    click.echo(
+        f"validation: {embedded - started:.1f} s embedding the catalogue, {ranked - embedded:.1f} "
+        f"s ranking {len(targets.rows)} targets; an epoch: {epoch_seconds:.0f} s of steps + "
+        f"{ranked - started:.0f} s of validation"
+    )
+
+
+def _shards_of(data: Path, out: Path) -> Path:
+    """`data` itself when it holds shards, else shards built from a `user item item ...`
+    file under `out` (once)."""
+    if (data / "manifest.json").exists():
+        return data
+    shards = out / f"shards-{data.stem}"
+    if not (shards / "manifest.json").exists():
+        build_shards(BuildInputs(plays=data), BuildOptions(out=shards))
+    return shards
+
+
+if __name__ == "__main__":
+    main()
