@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from mirkit.data.content import InputSpec, collate_items, decode_item, read_samples
 from mirkit.data.plays import Split, item_target_rows
 from mirkit.models.item_tower import ItemBatch
+from mirkit_train.config import TrainConfig
 
 
 @dataclass
@@ -149,3 +150,48 @@ def item_major_loader(stream: ItemMajorStream, workers: int) -> DataLoader:
         collate_fn=_as_is,
         multiprocessing_context="fork" if workers else None,
     )
+
+
+class ItemMajorBatches:
+    """The item-major epochs of a run, with `UserMajorBatches`' interface: the stream of
+    (epoch, rank, first step) read through `workers` loader processes."""
+
+    def __init__(
+        self,
+        urls: list[str],
+        split: Split,
+        n_items: int,
+        spec: InputSpec,
+        options: TrainConfig,
+        max_len: int,
+        tabular: np.ndarray | None,
+    ):
+        self.urls, self.split, self.n_items, self.spec = urls, split, n_items, spec
+        self.options, self.max_len, self.tabular = options, max_len, tabular
+
+    def steps_per_epoch(self, world: int = 1) -> int:
+        o = self.options
+        return steps_per_epoch(
+            self.split, self.n_items, o.contexts, o.items_per_batch, o.emission_cap, world
+        )
+
+    def epoch(
+        self, epoch: int, start: int = 0, rank: int = 0, world: int = 1
+    ) -> Iterator[ItemMajorBatch]:
+        o = self.options
+        stream = ItemMajorStream(
+            self.urls,
+            self.split,
+            self.n_items,
+            self.spec,
+            o.contexts,
+            o.items_per_batch,
+            self.max_len,
+            o.emission_cap,
+            o.seed,
+            epoch,
+            rank=rank,
+            tabular=self.tabular,
+            first_step=start,
+        )
+        return iter(item_major_loader(stream, o.workers))

@@ -1,7 +1,8 @@
 """`mirkit train`: the training loop, readable top to bottom.
 
-setup (world, shards, split, model, data) -> for each epoch: steps, validation,
-checkpoints -> curves and summary. How a batch becomes a loss is `objectives.py`; which
+setup (`load_data`, `build_model`, `training_objective`, `batch_source`, the optimiser,
+`resume`) -> for each epoch: `train_epoch`, `Validation.run`, `Checkpointer.save_last`
+-> curves and summary. How a batch becomes a loss is `objectives.py`; which
 model and inputs, `resolve.py`; ranks and stop signals, `mirkit/distributed.py`.
 
 Every rank runs the same number of steps (fixed from the index, not from the data a rank
@@ -18,19 +19,21 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import torch
+from torch import nn
 from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 
 from mirkit import log
-from mirkit.data.content import local_shard_urls, tabular_columns
-from mirkit.data.plays import SplitConfig, first_play_times, load_plays, make_split
+from mirkit.data.content import InputSpec, local_shard_urls, tabular_columns
+from mirkit.data.plays import Split, SplitConfig, first_play_times, load_plays, make_split
 from mirkit.distributed import (
     RankFailed,
     StopRequests,
@@ -44,11 +47,12 @@ from mirkit.distributed import (
     weights_checksum,
 )
 from mirkit.index import embed_catalogue, embeddable_items
+from mirkit.models.config import ModelConfig
 from mirkit.models.two_tower import TwoTower
 from mirkit.shards.manifest import load_manifest
 from mirkit_train.config import TrainConfig
 from mirkit_train.evaluate import baseline_reports, evaluate, validation_targets
-from mirkit_train.item_major import ItemMajorStream, item_major_loader, steps_per_epoch
+from mirkit_train.item_major import ItemMajorBatches
 from mirkit_train.objectives import TrainingStep, parts_without_gradient
 from mirkit_train.resolve import TrainingError, check_resumable, choose_path, resolve_model
 from mirkit_train.run import RunDir, provenance
@@ -109,16 +113,135 @@ def _rank(cfg: TrainConfig) -> dict:
         leave()
 
 
+@dataclass
+class Data:
+    """What a run trains and validates on."""
+
+    shards: Path
+    manifest: dict
+    catalog: pl.DataFrame
+    n_items: int
+    split: Split
+    urls: list[str]  # the item shards (the item-major path and the catalogue table)
+
+
+@dataclass
+class Progress:
+    """Where the run is: what a checkpoint saves and `--resume` restores."""
+
+    epoch: int = 0
+    epoch_step: int = 0  # steps done inside `epoch`
+    step: int = 0
+    best: float = -1.0  # best validation NDCG@10 so far
+    stale: int = 0  # epochs since it improved
+
+
+@dataclass
+class EpochStats:
+    losses: list[float] = field(default_factory=list)
+    waited: float = 0.0  # seconds waiting for batches
+    computed: float = 0.0  # seconds in steps
+    samples: int = 0  # training pairs, all ranks
+    stopped_at: int | None = None  # the epoch step a stop signal ended the epoch after
+
+    def rate(self) -> float:
+        return self.samples / max(self.waited + self.computed, 1e-9)
+
+    def wait_fraction(self) -> float:
+        return self.waited / max(self.waited + self.computed, 1e-9)
+
+
 def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) -> dict:
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     random.seed(cfg.seed)
 
-    # --- data: shards, plays, split ---
+    data = load_data(cfg)
+    model, model_config, spec, tabular = build_model(cfg, data, device)
+    path, loss_name = choose_path(cfg, model_config)
+    objective = training_objective(cfg, data, model, path, loss_name, tabular, world, device)
+    torch.manual_seed(int(np.random.SeedSequence([cfg.seed, world.rank]).generate_state(1)[0]))
+    batches = batch_source(cfg, data, model, path, spec, tabular, world)
+    steps = batches.steps_per_epoch(world.size)
+    steps = min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(min(cfg.warmup_steps, cfg.epochs * steps // 10), cfg.epochs * steps)
+    )
+    progress = Progress()
+    if cfg.resume and run.checkpoint_path("last").exists():
+        progress = resume(run, world, data, model, model_config, optimizer, scheduler, steps)
+    if world.main:  # only once the run is known to be usable
+        run.write_config(
+            run_record(cfg, data, model, path, loss_name, spec, tabular, world, steps, device)
+        )
+    checkpoint = Checkpointer(run, world, model, optimizer, scheduler, data.manifest, model_config)
+    validation = Validation(cfg, data, model, spec, tabular, world, device)
+
+    summary: dict = {}
+    with StopRequests(world, device) as stop, log.progress() as bar:
+        for epoch in range(progress.epoch, cfg.epochs):
+            first_step = progress.epoch_step if epoch == progress.epoch else 0
+            epoch_batches = batches.epoch(epoch, first_step, world.rank, world.size)
+            stats = train_epoch(
+                cfg, run, world, model, objective, optimizer, scheduler, epoch_batches,
+                (epoch, first_step, steps), progress, stop, bar, device,
+            )  # fmt: skip
+            if stats.stopped_at is not None:
+                progress.epoch, progress.epoch_step = epoch, stats.stopped_at
+                checkpoint.save_last(progress)
+                (logger.warning if world.main else logger.debug)(
+                    "stopped by %s at step %d (epoch %d, step %d of %d); %s holds it: "
+                    "continue with --resume",
+                    stop.received or "a signal to another rank",
+                    progress.step,
+                    epoch + 1,
+                    stats.stopped_at,
+                    steps,
+                    run.checkpoint_path("last"),
+                )
+                summary = {"stopped at step": progress.step, "resume with": "--resume"}
+                break
+
+            report = validation.run()
+            row = epoch_row(progress.step, epoch, stats, report, started)
+            ndcg = report["model"]["NDCG@10"]
+            improved = ndcg > progress.best
+            progress.best = max(progress.best, ndcg)
+            progress.stale = 0 if improved else progress.stale + 1
+            progress.epoch, progress.epoch_step = epoch, steps
+            state = checkpoint.save_last(progress)
+            if world.main:
+                run.log_metrics(row)
+                if improved:
+                    run.save_checkpoint("best", state)
+                    model.save(run.path / "model")
+            summary = validation.summary(report, progress.best)
+            if cfg.early_stopping and progress.stale >= cfg.early_stopping:
+                logger.info("no better NDCG@10 for %d epochs: stopping early", progress.stale)
+                break
+    if world.main:
+        run.plot()
+    return {
+        "run": str(run.path),
+        "path": path,
+        "loss": loss_name,
+        "ranks": world.size,
+        "steps": progress.step,
+        **summary,
+        "validation targets": len(validation.targets.rows),
+        "items": data.n_items,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def load_data(cfg: TrainConfig) -> Data:
+    """The shards' manifest, catalogue and plays, split into training and held-out rows."""
     shards = Path(cfg.shards)
     manifest = load_manifest(shards)
     catalog = pl.read_parquet(shards / "catalog.parquet")
-    n_items = int(catalog["item_id"].max())
     split = make_split(
         load_plays(shards, manifest["fingerprints"]["interactions"]),
         SplitConfig(cfg.split, drop_repeats=cfg.drop_repeats, k_core=cfg.k_core),
@@ -129,112 +252,172 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
             f"plays; use more data or another split"
         )
     urls = list(cfg.shard_urls) or local_shard_urls(shards, manifest)
+    n_items = int(catalog["item_id"].max())
+    return Data(shards, manifest, catalog, n_items, split, urls)
 
-    # --- model ---
-    model_config, vocab_size, spec, tabular, groups = resolve_model(cfg, shards, manifest, catalog)
-    path, loss_name = choose_path(cfg, model_config)
-    model = TwoTower(model_config, n_items, vocab_size).to(device)
+
+def build_model(
+    cfg: TrainConfig, data: Data, device: torch.device
+) -> tuple[TwoTower, ModelConfig, InputSpec, np.ndarray | None]:
+    """The model (initialised, or from --init-from), with what it knows of the catalogue:
+    artists and albums, first plays, which items have training plays."""
+    model_config, vocab_size, spec, tabular, groups = resolve_model(
+        cfg, data.shards, data.manifest, data.catalog
+    )
+    model = TwoTower(model_config, data.n_items, vocab_size).to(device)
     if groups is not None:
         model.set_catalogue_groups(*(torch.from_numpy(g).to(device) for g in groups))
     if model.user_tower.freshness is not None:  # the whole log: read only causally
-        first = torch.from_numpy(first_play_times(split.plays, n_items))
+        first = torch.from_numpy(first_play_times(data.split.plays, data.n_items))
         model.user_tower.freshness.set_first_played(first.to(device))
-    warm = np.unique(np.asarray(split.plays.items)[split.train_rows])
+    warm = np.unique(np.asarray(data.split.plays.items)[data.split.train_rows])
     model.item_tower.set_warm_items(torch.from_numpy(warm.astype(np.int64)).to(device))
-    counts = split.train_counts(n_items)
-    log_pop = torch.from_numpy(np.log((counts + 1) / (counts + 1).sum())).float().to(device)
     if cfg.init_from:
         copied = init_from_run(model, Path(cfg.init_from), device)
         logger.info("started from %s: %d weight tensors copied", cfg.init_from, copied)
+    return model, model_config, spec, tabular
+
+
+def training_objective(
+    cfg: TrainConfig,
+    data: Data,
+    model: TwoTower,
+    path: str,
+    loss_name: str,
+    tabular: np.ndarray | None,
+    world: World,
+    device: torch.device,
+) -> nn.Module:
+    """The module whose forward(batch) is (loss, pairs): `TrainingStep`, under DDP with
+    several ranks, with the parts it cannot train kept fixed."""
     fixed = cfg.freeze + parts_without_gradient(model, path, loss_name)
     frozen = freeze(model, fixed)
     if frozen:
         logger.info("kept fixed: %d weight tensors (%s)", frozen, ", ".join(fixed))
-    step_loss = TrainingStep(model, path, loss_name, log_pop, cfg, tabular)
-    if world.distributed:
-        # 1x1 convolutions' weight gradients have size-1 dimensions whose strides differ
-        # from the bucket's; the layouts are the same memory order, the warning is noise
-        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
-        step_loss = DistributedDataParallel(
-            step_loss,
-            device_ids=[device] if device.type == "cuda" else None,
-            broadcast_buffers=False,  # buffers are built identically on every rank
-            gradient_as_bucket_view=True,
-        )
-    torch.manual_seed(int(np.random.SeedSequence([cfg.seed, world.rank]).generate_state(1)[0]))
+    counts = data.split.train_counts(data.n_items)
+    log_pop = torch.from_numpy(np.log((counts + 1) / (counts + 1).sum())).float().to(device)
+    objective = TrainingStep(model, path, loss_name, log_pop, cfg, tabular)
+    if not world.distributed:
+        return objective
+    # 1x1 convolutions' weight gradients have size-1 dimensions whose strides differ
+    # from the bucket's; the layouts are the same memory order, the warning is noise
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
+    return DistributedDataParallel(
+        objective,
+        device_ids=[device] if device.type == "cuda" else None,
+        broadcast_buffers=False,  # buffers are built identically on every rank
+        gradient_as_bucket_view=True,
+    )
 
-    # --- batches: the same number of steps on every rank ---
-    max_len = model_config.max_len
+
+def batch_source(
+    cfg: TrainConfig,
+    data: Data,
+    model: TwoTower,
+    path: str,
+    spec: InputSpec,
+    tabular: np.ndarray | None,
+    world: World,
+) -> UserMajorBatches | ItemMajorBatches:
+    """The epochs of batches of the data path; every rank runs the same number of steps."""
+    max_len = model.config.max_len
     if path == "user-major":
         memory = model.user_tower.history_len - max_len  # plays only the repeat part reads
-        user_batches = UserMajorBatches(
-            split, max_len, cfg.batch_size, cfg.seed, cfg.shift_windows, memory
+        return UserMajorBatches(
+            data.split, max_len, cfg.batch_size, cfg.seed, cfg.shift_windows, memory
         )
-        steps = user_batches.steps_per_epoch(world.size)
-    else:
-        readers = world.size * max(1, cfg.workers)
-        if len(urls) < readers:
-            raise TrainingError(
-                f"{len(urls)} shards cannot feed {world.size} ranks x "
-                f"{max(1, cfg.workers)} loader workers (each reader should have shards of "
-                f"its own to start from): rebuild the shards with a smaller "
-                f"--items-per-shard, or lower --workers"
-            )
-        steps = steps_per_epoch(
-            split, n_items, cfg.contexts, cfg.items_per_batch, cfg.emission_cap, world.size
+    readers = world.size * max(1, cfg.workers)
+    if len(data.urls) < readers:
+        raise TrainingError(
+            f"{len(data.urls)} shards cannot feed {world.size} ranks x "
+            f"{max(1, cfg.workers)} loader workers (each reader should have shards of "
+            f"its own to start from): rebuild the shards with a smaller "
+            f"--items-per-shard, or lower --workers"
         )
-    steps = min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
+    return ItemMajorBatches(data.urls, data.split, data.n_items, spec, cfg, max_len, tabular)
 
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(min(cfg.warmup_steps, cfg.epochs * steps // 10), cfg.epochs * steps)
-    )
-    record = {
+
+def run_record(
+    cfg: TrainConfig,
+    data: Data,
+    model: TwoTower,
+    path: str,
+    loss_name: str,
+    spec: InputSpec,
+    tabular: np.ndarray | None,
+    world: World,
+    steps: int,
+    device: torch.device,
+) -> dict:
+    """The run's config.json: its options, model, data and software."""
+    return {
         "train": cfg.to_dict(),
-        "model": model_config.to_dict(),
-        "n_items": n_items,
-        "vocab_size": vocab_size,
+        "model": model.config.to_dict(),
+        "n_items": data.n_items,
+        "vocab_size": model.vocab_size,
         "path": path,
         "loss": loss_name,
         "input_spec": asdict(spec),
-        "tabular_columns": tabular_columns(catalog) if tabular is not None else None,
+        "tabular_columns": tabular_columns(data.catalog) if tabular is not None else None,
         "world_size": world.size,
         "steps_per_epoch": steps,
-        "shards_fingerprints": manifest["fingerprints"],
+        "shards_fingerprints": data.manifest["fingerprints"],
         **provenance(device),
     }
 
-    # --- resume: the epoch, and the step inside it, where the last checkpoint stopped ---
-    epoch0, first_step, step, best, stale = 0, 0, 0, -1.0, 0
-    if cfg.resume and run.checkpoint_path("last").exists():
-        state = run.load_checkpoint("last")
-        check_resumable(state, manifest, model_config)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        epoch0, first_step = state["epoch"], state["epoch_step"]
-        step, best, stale = state["step"], state["best"], state["stale"]
-        if state["world_size"] != world.size:
-            logger.warning(
-                "the checkpoint was written by %d ranks, this run has %d: its epoch "
-                "is continued with this world's steps per epoch",
-                state["world_size"],
-                world.size,
-            )
-        if first_step >= steps:
-            epoch0, first_step = epoch0 + 1, 0
-        rng = state["torch_rng"]
-        torch.set_rng_state(rng[world.rank % len(rng)])
-        logger.info("resumed %s at epoch %d, step %d", run.path, epoch0 + 1, step)
-    if world.main:
-        run.write_config(record)  # only once the run is known to be usable
 
-    def save_last(epoch: int, epoch_step: int) -> dict:
+def resume(
+    run: RunDir,
+    world: World,
+    data: Data,
+    model: TwoTower,
+    model_config: ModelConfig,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    steps: int,
+) -> Progress:
+    """Restore the weights, optimiser, schedule and random state of `last.pt`; returns
+    where to continue (the epoch, and the step inside it, where it stopped)."""
+    state = run.load_checkpoint("last")
+    check_resumable(state, data.manifest, model_config)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    progress = Progress(
+        state["epoch"], state["epoch_step"], state["step"], state["best"], state["stale"]
+    )
+    if state["world_size"] != world.size:
+        logger.warning(
+            "the checkpoint was written by %d ranks, this run has %d: its epoch "
+            "is continued with this world's steps per epoch",
+            state["world_size"],
+            world.size,
+        )
+    if progress.epoch_step >= steps:
+        progress.epoch, progress.epoch_step = progress.epoch + 1, 0
+    rng = state["torch_rng"]
+    torch.set_rng_state(rng[world.rank % len(rng)])
+    logger.info("resumed %s at epoch %d, step %d", run.path, progress.epoch + 1, progress.step)
+    return progress
+
+
+class Checkpointer:
+    """Saves `last.pt` (every rank takes part: the ranks' weights and step counts are
+    compared, and their random states kept)."""
+
+    def __init__(self, run, world, model, optimizer, scheduler, manifest, model_config):
+        self.run, self.world, self.model = run, world, model
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.manifest, self.model_config = manifest, model_config
+
+    def save_last(self, progress: Progress) -> dict:
         ranks = all_gather_objects(  # a collective: every rank calls save_last
-            world,
-            {"rng": torch.get_rng_state(), "step": step, "weights": weights_checksum(model)},
+            self.world,
+            {
+                "rng": torch.get_rng_state(),
+                "step": progress.step,
+                "weights": weights_checksum(self.model),
+            },
         )
         if len({r["weights"] for r in ranks}) > 1 or len({r["step"] for r in ranks}) > 1:
             raise TrainingError(
@@ -243,186 +426,164 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
                 "trainer or a nondeterministic kernel; please report it"
             )
         state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-            "epoch_step": epoch_step,
-            "step": step,
-            "best": best,
-            "stale": stale,
-            "world_size": world.size,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            **asdict(progress),
+            "world_size": self.world.size,
             "torch_rng": [r["rng"] for r in ranks],
             "rank_steps": [r["step"] for r in ranks],
             "rank_weights": [r["weights"] for r in ranks],
-            "fingerprints": manifest["fingerprints"],
-            "model_config": model_config.to_dict(),
+            "fingerprints": self.manifest["fingerprints"],
+            "model_config": self.model_config.to_dict(),
         }
-        if world.main:
-            run.save_checkpoint("last", state)
+        if self.world.main:
+            self.run.save_checkpoint("last", state)
         return state
 
-    val_targets = validation_targets(split, n_items, cfg.val_limit, cfg.seed)
-    usable = embeddable_items(model, catalog)[: n_items + 1]
-    val_baselines = baseline_reports(val_targets, cfg.exclude_seen)
-    autocast = device.type == "cuda" and cfg.bf16  # bf16 needs no gradient scaler
-    summary: dict = {}
-    stopped = None
-    with StopRequests(world, device) as stop, log.progress() as bar:
-        for epoch in range(epoch0, cfg.epochs):
-            # --- one epoch of steps ---
-            model.train()
-            start = first_step if epoch == epoch0 else 0
-            task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps, completed=start)
-            if path == "user-major":
-                batches = user_batches.epoch(epoch, start, world.rank, world.size)
-            else:
-                stream = ItemMajorStream(
-                    urls,
-                    split,
-                    n_items,
-                    spec,
-                    cfg.contexts,
-                    cfg.items_per_batch,
-                    max_len,
-                    cfg.emission_cap,
-                    cfg.seed,
-                    epoch,
-                    rank=world.rank,
-                    tabular=tabular,
-                    first_step=start,
-                )
-                batches = iter(item_major_loader(stream, cfg.workers))
-            waited = computed = 0.0
-            samples_total, losses = 0, []
-            for epoch_step in range(start, steps):
-                t0 = time.perf_counter()
-                batch = next(batches)
-                t1 = time.perf_counter()
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    loss, samples = step_loss(batch)
-                nonfinite, stop_requested = any_rank(
-                    world, device, not bool(torch.isfinite(loss)), stop.received is not None
-                )
-                if nonfinite:
-                    raise TrainingError(
-                        f"the loss became {loss.item()} at step {step + 1} (on at least one "
-                        f"rank): training stopped; {run.checkpoint_path('last')} holds the "
-                        f"last good state. Lower --lr or check the data"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                waited += t1 - t0
-                computed += time.perf_counter() - t1
-                samples_total += samples * world.size
-                losses.append(loss.item())
-                rate = samples_total / (waited + computed)
-                bar.update(
-                    task,
-                    advance=1,
-                    description=(
-                        f"epoch {epoch + 1}/{cfg.epochs} loss {losses[-1]:.3f} {rate:.0f} pairs/s"
-                    ),
-                )
-                if world.main and (step % 10 == 0 or step == 1):
-                    run.log_metrics(
-                        {
-                            "step": step,
-                            "epoch": epoch,
-                            "loss": losses[-1],
-                            "lr": scheduler.get_last_lr()[0],
-                            "temperature": 1.0 / model.temperature().item(),
-                            "samples_per_s": rate,
-                            "data_wait_fraction": waited / (waited + computed),
-                        }
-                    )
-                if stop_requested:
-                    stopped = epoch_step + 1
-                    break
-            del batches
-            if stopped is not None:
-                save_last(epoch, stopped)
-                (logger.warning if world.main else logger.debug)(
-                    "stopped by %s at step %d (epoch %d, step %d of %d); %s holds it: "
-                    "continue with --resume",
-                    stop.received or "a signal to another rank",
-                    step,
-                    epoch + 1,
-                    stopped,
-                    steps,
-                    run.checkpoint_path("last"),
-                )
-                summary = {"stopped at step": step, "resume with": "--resume"}
-                break
 
-            # --- validation (split across ranks), checkpoints ---
-            share = (world.rank, world.size)
-            table = embed_catalogue(model, n_items, urls, spec, device, 64, tabular, share)
-            table = all_reduce_sum(world, table)
-            table[torch.from_numpy(~usable).to(device)] = 0.0  # as `mirkit index` does
-            with model.reading_cold_items(table):  # as `mirkit eval` and serving do
-                report = evaluate(model, val_targets, table, cfg.exclude_seen, world, val_baselines)
-            ndcg = report["model"]["NDCG@10"]
-            row = {
-                "step": step,
-                "epoch": epoch,
-                "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                "samples_per_s": samples_total / max(waited + computed, 1e-9),
-                "data_wait_fraction": waited / max(waited + computed, 1e-9),
-                "seconds": round(time.perf_counter() - started, 1),  # time-to-quality curves
-            }
-            for who, metrics in report.items():
-                prefix = "val" if who == "model" else f"val_{who}"
-                row |= {f"{prefix}_{k}": v for k, v in metrics.items() if k != "n"}
-            best_baseline = max(val_baselines, key=lambda b: val_baselines[b]["NDCG@10"])
-            logger.info(
-                "epoch %d: loss %.4f, val NDCG@10 %.4f (best baseline: %s %.4f), %.0f "
-                "pairs/s, data wait %.0f%%",
-                epoch + 1,
-                row["train_loss"],
-                ndcg,
-                best_baseline,
-                val_baselines[best_baseline]["NDCG@10"],
-                row["samples_per_s"],
-                100 * row["data_wait_fraction"],
+def train_epoch(
+    cfg: TrainConfig,
+    run: RunDir,
+    world: World,
+    model: TwoTower,
+    objective: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    batches: Iterator,
+    position: tuple[int, int, int],
+    progress: Progress,
+    stop: StopRequests,
+    bar,
+    device: torch.device,
+) -> EpochStats:
+    """The steps of one epoch (`position`: epoch, first step, steps per epoch); counts
+    them in `progress.step`. Ends early, after the step in progress on every rank, when
+    a stop signal reached any rank."""
+    epoch, first_step, steps = position
+    model.train()
+    task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps, completed=first_step)
+    autocast = device.type == "cuda" and cfg.bf16  # bf16 needs no gradient scaler
+    stats = EpochStats()
+    for epoch_step in range(first_step, steps):
+        t0 = time.perf_counter()
+        batch = next(batches)
+        t1 = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss, samples = objective(batch)
+        nonfinite, stop_requested = any_rank(
+            world, device, not bool(torch.isfinite(loss)), stop.received is not None
+        )
+        if nonfinite:
+            raise TrainingError(
+                f"the loss became {loss.item()} at step {progress.step + 1} (on at least one "
+                f"rank): training stopped; {run.checkpoint_path('last')} holds the "
+                f"last good state. Lower --lr or check the data"
             )
-            improved = ndcg > best
-            best, stale = (ndcg, 0) if improved else (best, stale + 1)
-            state = save_last(epoch, steps)
-            if world.main:
-                run.log_metrics(row)
-                if improved:
-                    run.save_checkpoint("best", state)
-                    model.save(run.path / "model")
-            summary = {
-                "val NDCG@10 (best)": round(best, 4),
-                "val Recall@10 (last epoch)": round(report["model"]["Recall@10"], 4),
-                f"{best_baseline} NDCG@10 (best baseline)": round(
-                    val_baselines[best_baseline]["NDCG@10"], 4
-                ),
-                f"{best_baseline} Recall@10": round(val_baselines[best_baseline]["Recall@10"], 4),
-            }
-            if cfg.early_stopping and stale >= cfg.early_stopping:
-                logger.info("no better NDCG@10 for %d epochs: stopping early", stale)
-                break
-    if world.main:
-        run.plot()
-    return {
-        "run": str(run.path),
-        "path": path,
-        "loss": loss_name,
-        "ranks": world.size,
-        "steps": step,
-        **summary,
-        "validation targets": len(val_targets.rows),
-        "items": n_items,
-        "seconds": round(time.perf_counter() - started, 1),
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        progress.step += 1
+        stats.waited += t1 - t0
+        stats.computed += time.perf_counter() - t1
+        stats.samples += samples * world.size
+        stats.losses.append(loss.item())
+        description = f"epoch {epoch + 1}/{cfg.epochs} loss {loss.item():.3f}"
+        bar.update(task, advance=1, description=f"{description} {stats.rate():.0f} pairs/s")
+        if world.main and (progress.step % 10 == 0 or progress.step == 1):
+            run.log_metrics(
+                {
+                    "step": progress.step,
+                    "epoch": epoch,
+                    "loss": stats.losses[-1],
+                    "lr": scheduler.get_last_lr()[0],
+                    "temperature": 1.0 / model.temperature().item(),
+                    "samples_per_s": stats.rate(),
+                    "data_wait_fraction": stats.wait_fraction(),
+                }
+            )
+        if stop_requested:
+            stats.stopped_at = epoch_step + 1
+            break
+    return stats
+
+
+class Validation:
+    """Full ranking of the validation targets after each epoch, beside the baselines
+    (ranked once: they do not change), split across ranks."""
+
+    def __init__(self, cfg, data, model, spec, tabular, world, device):
+        self.cfg, self.data, self.model, self.spec = cfg, data, model, spec
+        self.tabular, self.world, self.device = tabular, world, device
+        self.targets = validation_targets(data.split, data.n_items, cfg.val_limit, cfg.seed)
+        self.usable = embeddable_items(model, data.catalog)[: data.n_items + 1]
+        self.baselines = baseline_reports(self.targets, cfg.exclude_seen)
+        best = max(self.baselines, key=lambda b: self.baselines[b]["NDCG@10"])
+        self.best_baseline = best
+
+    def run(self) -> dict[str, dict]:
+        """The model's and the baselines' reports, with the catalogue embedded as
+        `mirkit index` does and cold items read as `mirkit eval` and serving read them."""
+        share = (self.world.rank, self.world.size)
+        n_items, urls = self.data.n_items, self.data.urls
+        table = embed_catalogue(
+            self.model, n_items, urls, self.spec, self.device, 64, self.tabular, share
+        )
+        table = all_reduce_sum(self.world, table)
+        table[torch.from_numpy(~self.usable).to(self.device)] = 0.0
+        with self.model.reading_cold_items(table):
+            return evaluate(
+                self.model,
+                self.targets,
+                table,
+                self.cfg.exclude_seen,
+                self.world,
+                self.baselines,
+            )
+
+    def summary(self, report: dict[str, dict], best: float) -> dict:
+        baseline = self.baselines[self.best_baseline]
+        return {
+            "val NDCG@10 (best)": round(best, 4),
+            "val Recall@10 (last epoch)": round(report["model"]["Recall@10"], 4),
+            f"{self.best_baseline} NDCG@10 (best baseline)": round(baseline["NDCG@10"], 4),
+            f"{self.best_baseline} Recall@10": round(baseline["Recall@10"], 4),
+        }
+
+
+def epoch_row(
+    step: int, epoch: int, stats: EpochStats, report: dict[str, dict], started: float
+) -> dict:
+    """The epoch's line of metrics.jsonl (and its log line): training speed, the
+    validation metrics of the model and of each baseline."""
+    row = {
+        "step": step,
+        "epoch": epoch,
+        "train_loss": float(np.mean(stats.losses)) if stats.losses else float("nan"),
+        "samples_per_s": stats.rate(),
+        "data_wait_fraction": stats.wait_fraction(),
+        "seconds": round(time.perf_counter() - started, 1),  # time-to-quality curves
     }
+    for who, metrics in report.items():
+        prefix = "val" if who == "model" else f"val_{who}"
+        row |= {f"{prefix}_{k}": v for k, v in metrics.items() if k != "n"}
+    baselines = {who: m for who, m in report.items() if who != "model"}
+    best = max(baselines, key=lambda b: baselines[b]["NDCG@10"])
+    logger.info(
+        "epoch %d: loss %.4f, val NDCG@10 %.4f (best baseline: %s %.4f), %.0f "
+        "pairs/s, data wait %.0f%%",
+        epoch + 1,
+        row["train_loss"],
+        report["model"]["NDCG@10"],
+        best,
+        baselines[best]["NDCG@10"],
+        row["samples_per_s"],
+        100 * row["data_wait_fraction"],
+    )
+    return row
 
 
 def init_from_run(model: TwoTower, run: Path, device: torch.device) -> int:
