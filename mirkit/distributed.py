@@ -23,6 +23,8 @@ from types import FrameType
 import torch
 import torch.distributed as dist
 
+from mirkit.errors import MirkitError
+
 COLLECTIVE_TIMEOUT = timedelta(minutes=10)
 
 
@@ -135,7 +137,7 @@ def _reason(failure) -> str:
     return f"(exit code {failure.exitcode}): {message}"
 
 
-class RankFailed(RuntimeError):
+class RankFailed(MirkitError, RuntimeError):
     """A rank of a launched job failed; the launcher stopped the others."""
 
 

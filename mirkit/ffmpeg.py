@@ -12,6 +12,8 @@ import ffmpeg
 import imageio_ffmpeg
 import numpy as np
 
+from mirkit.errors import MirkitError
+
 BITEXACT = {"fflags": "+bitexact", "flags:a": "+bitexact", "map_metadata": -1}
 """Output flags that make ffmpeg's files depend only on their input (no version tags,
 no random stream serials), so generated corpora are byte-identical across runs."""
@@ -48,7 +50,7 @@ def encode_audio(samples: np.ndarray, sample_rate: int, path: Path) -> None:
         raise RuntimeError(f"ffmpeg could not encode {path}: {detail}") from err
 
 
-class AudioDecodeError(RuntimeError):
+class AudioDecodeError(MirkitError, RuntimeError):
     """ffmpeg could not read a file as audio; the message carries ffmpeg's own reason."""
 
 

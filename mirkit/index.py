@@ -21,6 +21,7 @@ import torch
 from mirkit import log
 from mirkit.data.content import InputSpec, catalogue_batches, local_shard_urls
 from mirkit.distributed import ONE_PROCESS, World, all_reduce_sum
+from mirkit.errors import MirkitError
 from mirkit.files import atomic_path, sha256_file
 from mirkit.models.item_tower import ItemBatch
 from mirkit.models.two_tower import WEIGHTS_FILE, TwoTower
@@ -31,7 +32,7 @@ INDEX_FILE = "index.h5"
 FORMAT_VERSION = 1
 
 
-class IndexMismatch(ValueError):
+class IndexMismatch(MirkitError, ValueError):
     """An index, a model and a shards directory that do not belong together."""
 
 

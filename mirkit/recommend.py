@@ -17,6 +17,7 @@ import torch
 
 from mirkit.data.content import catalogue_batches, local_shard_urls
 from mirkit.data.plays import first_play_times, load_plays
+from mirkit.errors import MirkitError
 from mirkit.index import INDEX_FILE, IndexMismatch, ItemIndex, model_fingerprint
 from mirkit.runs import TrainedRun
 from mirkit.shards.reader import shards_holding
@@ -28,7 +29,7 @@ SESSION_GAP = 30 * 60
 session (30 minutes, the usual inactivity threshold of session studies)."""
 
 
-class UnknownId(LookupError):
+class UnknownId(MirkitError, LookupError):
     """A user or track id the shards do not know; the message says how to list them."""
 
 

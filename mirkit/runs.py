@@ -15,6 +15,7 @@ import polars as pl
 import torch
 
 from mirkit.data.content import InputSpec, tabular_features
+from mirkit.errors import MirkitError
 from mirkit.models.config import ModelConfig
 from mirkit.models.two_tower import CONFIG_FILE, WEIGHTS_FILE, TwoTower
 from mirkit.models.user_tower import SASRec, cold_items
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from mirkit.index import ItemIndex
 
 
-class RunError(ValueError):
+class RunError(MirkitError, ValueError):
     """A run directory that cannot serve: the message says what is missing."""
 
 

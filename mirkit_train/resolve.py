@@ -16,6 +16,7 @@ from mirkit.data.content import (
     tabular_columns,
     tabular_features,
 )
+from mirkit.errors import MirkitError
 from mirkit.models.config import PRESETS, ModelConfig
 from mirkit_train.config import TrainConfig
 
@@ -24,7 +25,7 @@ CONTENT = {"audio", "lyrics", "cover"}
 CHECKED_FINGERPRINTS = ("id_map", "content_config", "interactions")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(MirkitError, RuntimeError):
     """Training cannot start or continue; the message says why and what to do."""
 
 

@@ -69,3 +69,25 @@ def test_example_configs_are_valid():
 
     for path in sorted((Path(__file__).parents[1] / "configs").glob("*.toml")):
         assert build_default_map(main, read_toml(path), str(path))
+
+
+def test_every_command_reports_a_fixable_problem_as_one_line_without_a_traceback(
+    tiny_shards, tmp_path
+):
+    """One handler (the group's) turns any MirkitError into 'Error: ...' and exit 1,
+    whichever command and module raised it; other exceptions keep their tracebacks."""
+    cases = [
+        (["eval", "--run", str(tmp_path)], str(tmp_path)),  # not a run
+        (
+            ["train", "--shards", str(tiny_shards), "--run", str(tmp_path / "r")]
+            + ["--modalities", "id,smell"],
+            "smell",
+        ),
+        (["train", "--shards", str(tmp_path), "--run", str(tmp_path / "r")], "manifest"),
+        (["shards", "verify", str(tmp_path)], str(tmp_path)),
+    ]
+    for args, named in cases:
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "Error:" in result.output and named in result.output, result.output
+        assert "Traceback" not in result.output

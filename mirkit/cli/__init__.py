@@ -15,9 +15,21 @@ from mirkit.cli.shards import shards
 from mirkit.cli.synth import synth
 from mirkit.cli.train import train
 from mirkit.config import build_default_map, read_toml
+from mirkit.errors import MirkitError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Main(click.Group):
+    """The command group, and the one place where a problem the user can fix
+    (`MirkitError`) becomes its message and exit status 1 instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MirkitError as err:
+            raise click.ClickException(str(err)) from err
+
+
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mirkit")
 @click.option(
     "--config",

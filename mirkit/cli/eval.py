@@ -10,10 +10,6 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 from mirkit import log
-from mirkit.cli.errors import reported
-from mirkit.index import IndexMismatch
-from mirkit.runs import RunError
-from mirkit.shards.manifest import ShardsError
 
 RUN = click.Path(file_okay=False, exists=True, path_type=Path)
 
@@ -69,7 +65,6 @@ RUN = click.Path(file_okay=False, exists=True, path_type=Path)
     default=0,
     help="Evaluate a fixed random subset of this many targets (0: all).",
 )
-@reported(RunError, IndexMismatch, ShardsError)
 def evaluate(
     run_path: Path,
     which: str,

@@ -9,12 +9,9 @@ import click
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from mirkit import log
-from mirkit.cli.errors import reported
-from mirkit.distributed import RankFailed, join, launch, leave
-from mirkit.index import IndexMismatch, build_index
-from mirkit.models.resnet import MissingWeights
-from mirkit.runs import RunError, TrainedRun
-from mirkit.shards.manifest import ShardsError
+from mirkit.distributed import join, launch, leave
+from mirkit.index import build_index
+from mirkit.runs import TrainedRun
 
 
 @click.command()
@@ -46,7 +43,6 @@ from mirkit.shards.manifest import ShardsError
     show_default=True,
     help="Embed on this many local ranks (one GPU each); rank 0 writes the index.",
 )
-@reported(RunError, IndexMismatch, ShardsError, MissingWeights, RankFailed)
 def index(
     run_path: Path,
     shards: Path | None,

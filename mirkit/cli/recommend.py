@@ -13,13 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from mirkit import log
-from mirkit.cli.errors import reported
-from mirkit.index import IndexMismatch
 from mirkit.recommend import UnknownId
-from mirkit.runs import RunError
-from mirkit.shards.manifest import ShardsError
 
-ERRORS = (RunError, IndexMismatch, ShardsError, UnknownId)
 stdout = Console()
 
 
@@ -104,7 +99,6 @@ def _cell(value) -> str:
     help="The time of the request (ISO 8601 such as 2009-05-01T18:00:00Z, or epoch "
     "seconds). Default: now for a live log, else the listener's last play + 30 minutes.",
 )
-@reported(*ERRORS)
 def recommend(
     user_id: str | None,
     run_path: Path,
@@ -240,7 +234,6 @@ def _batch(rec, users_file: Path, out: Path | None, k, exclude_seen, loaded, at:
 @_run_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
 @click.option("--list-tracks", is_flag=True, help="Print the known tracks and exit.")
-@reported(*ERRORS)
 def similar(
     track: str | None,
     run_path: Path,

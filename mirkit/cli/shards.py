@@ -7,20 +7,16 @@ from pathlib import Path
 import click
 
 from mirkit import log
-from mirkit.cli.errors import reported
-from mirkit.shards.build import BuildConflict, BuildInputs, BuildOptions, build_shards
-from mirkit.shards.inputs import PLAY_FORMATS, InputError, PlayColumns, TrackColumns
-from mirkit.shards.manifest import ShardsError, finalize
+from mirkit.shards.build import BuildInputs, BuildOptions, build_shards
+from mirkit.shards.inputs import PLAY_FORMATS, PlayColumns, TrackColumns
+from mirkit.shards.manifest import finalize
 from mirkit.shards.media import ContentConfig
-from mirkit.shards.text import DEFAULT_TOKENIZER, TokenizerUnavailable
+from mirkit.shards.text import DEFAULT_TOKENIZER
 from mirkit.shards.verify import info, verify
 
 FILE = click.Path(dir_okay=False, path_type=Path)
 FOLDER = click.Path(file_okay=False, path_type=Path)
 defaults = ContentConfig()
-
-
-user_errors = reported(InputError, BuildConflict, TokenizerUnavailable, ShardsError)
 
 
 def parse_part(_ctx, _param, value: str) -> tuple[int, int]:
@@ -113,7 +109,6 @@ def shards() -> None:
 @click.option(
     "--append", is_flag=True, help="Add new tracks (new ids) and plays to a finished build."
 )
-@user_errors
 def build(**o) -> None:
     """Turn raw music data into item shards, tables and a manifest."""
     inputs = BuildInputs(
@@ -161,7 +156,6 @@ def build(**o) -> None:
 
 @shards.command()
 @click.argument("shards_dir", type=FOLDER)
-@user_errors
 def join(shards_dir: Path) -> None:
     """Join the parts of a --part build: catalogue, failures, manifest."""
     manifest = finalize(shards_dir)
@@ -170,7 +164,6 @@ def join(shards_dir: Path) -> None:
 
 @shards.command(name="verify")
 @click.argument("shards_dir", type=FOLDER)
-@user_errors
 def verify_command(shards_dir: Path) -> None:
     """Recompute checksums and counts and decode every sample; non-zero exit on mismatch."""
     problems = verify(shards_dir)
@@ -187,7 +180,6 @@ def verify_command(shards_dir: Path) -> None:
 
 @shards.command(name="info")
 @click.argument("shards_dir", type=FOLDER)
-@user_errors
 def info_command(shards_dir: Path) -> None:
     """Items, users, plays, modality coverage, failures, size and config."""
     rows = info(shards_dir)

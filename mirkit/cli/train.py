@@ -8,11 +8,6 @@ import dataclasses
 import click
 
 from mirkit import log
-from mirkit.cli.errors import reported
-from mirkit.distributed import RankFailed
-from mirkit.models.resnet import MissingWeights
-from mirkit.shards.manifest import ShardsError
-from mirkit_train.train import TrainingError
 
 HELP = {
     "shards": "The shards directory (mirkit shards build).",
@@ -130,7 +125,6 @@ def _options(command):
     help="Start this many local ranks (DDP: NCCL on GPUs, gloo on CPUs). Under your own "
     "torchrun, leave it at 1.",
 )
-@reported(TrainingError, RankFailed, ShardsError, MissingWeights, ValueError)
 def train(nproc_per_node: int, **options) -> None:
     """Train a two-tower recommender on a shards directory.
 

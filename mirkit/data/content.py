@@ -22,6 +22,7 @@ from PIL import Image
 
 from mirkit.models.item_tower import ItemBatch
 from mirkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
+from mirkit.shards.manifest import ShardsError
 from mirkit.shards.text import saved_tokenizer, token_ids
 
 _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)[:, None, None]
@@ -137,7 +138,7 @@ def local_shard_urls(shards_dir: Path, manifest: dict) -> list[str]:
     for shard in manifest["shards"]:
         name = shard["name"]
         if Path(name).name != name or ":" in name or not name.endswith(".tar"):
-            raise ValueError(
+            raise ShardsError(
                 f"refusing shard name {name!r} from {shards_dir}/manifest.json: "
                 f"shard names must be plain .tar file names"
             )

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from mirkit.errors import OptionError
+
 logger = logging.getLogger(__name__)
 
 CACHE = ".cache"
@@ -137,7 +139,7 @@ class SplitConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in SPLITS:
-            raise ValueError(f"split {self.kind!r}: choose one of {', '.join(SPLITS)}")
+            raise OptionError(f"split {self.kind!r}: choose one of {', '.join(SPLITS)}")
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]

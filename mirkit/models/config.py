@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+from mirkit.errors import OptionError
+
 MODALITIES = ("audio", "lyrics", "cover", "tabular", "id")
 
 
@@ -77,7 +79,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         unknown = set(self.modalities) - set(MODALITIES)
         if unknown or not self.modalities:
-            raise ValueError(
+            raise OptionError(
                 f"modalities {sorted(unknown) or '(none)'} are not known; "
                 f"choose from {', '.join(MODALITIES)}"
             )

@@ -13,6 +13,7 @@ from torch import nn
 from torchvision.models import resnet18
 from torchvision.models.resnet import BasicBlock
 
+from mirkit.errors import MirkitError
 from mirkit.models.config import ResNetConfig
 
 RESNET18 = ResNetConfig()
@@ -21,7 +22,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class MissingWeights(RuntimeError):
+class MissingWeights(MirkitError, RuntimeError):
     """Pretrained weights that are not on this machine; the message names the fix."""
 
 

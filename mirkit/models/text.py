@@ -12,6 +12,7 @@ import warnings
 import torch
 from torch import nn
 
+from mirkit.errors import OptionError
 from mirkit.models.config import TextConfig
 from mirkit.models.resnet import MissingWeights
 
@@ -40,7 +41,7 @@ def lora_target_modules(model: nn.Module) -> list[str]:
     for names in ATTENTION_NAMES:
         if set(names) <= leaf_names:
             return list(names)
-    raise ValueError(
+    raise OptionError(
         f"cannot find attention projections for LoRA in {type(model).__name__}; its linear "
         f"layers are named {sorted(leaf_names)}"
     )
@@ -93,7 +94,7 @@ def load_backbone(config: TextConfig, vocab_size: int | None = None):
 
     if config.model == "config:small":
         if vocab_size is None:
-            raise ValueError("config:small needs the vocabulary size of the shards' tokenizer")
+            raise OptionError("config:small needs the vocabulary size of the shards' tokenizer")
         return AutoModel.from_config(small_text_config(vocab_size))
     if config.model == "config:mdeberta-v3-base":
         return AutoModel.from_config(mdeberta_v3_base_config())

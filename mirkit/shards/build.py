@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from mirkit import log
+from mirkit.errors import MirkitError
 from mirkit.files import write_json_atomic, write_parquet_atomic
 from mirkit.shards import layout
 from mirkit.shards.catalog import IdMaps, build_id_maps, media_key
@@ -75,7 +76,7 @@ class BuildOptions:
     append: bool = False
 
 
-class BuildConflict(RuntimeError):
+class BuildConflict(MirkitError, RuntimeError):
     """The output directory holds a build that this one must not be mixed with."""
 
 

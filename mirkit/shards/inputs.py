@@ -14,11 +14,13 @@ from pathlib import Path
 
 import polars as pl
 
+from mirkit.errors import MirkitError
+
 PLAY_FORMATS = ("auto", "lastfm", "table", "seqrec")
 TABLE_SUFFIXES = (".csv", ".parquet", ".tsv")
 
 
-class InputError(ValueError):
+class InputError(MirkitError, ValueError):
     """An input that cannot be read at all; the message names the file and the fix."""
 
 

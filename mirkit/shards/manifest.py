@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from mirkit import __version__
+from mirkit.errors import MirkitError
 from mirkit.files import write_json_atomic, write_parquet_atomic
 from mirkit.shards import layout
 from mirkit.shards.inputs import Problem
@@ -30,7 +31,7 @@ PROBLEM_SCHEMA = {
 }
 
 
-class ShardsError(RuntimeError):
+class ShardsError(MirkitError, RuntimeError):
     """A shards directory that cannot be used as it is; the message says what to do."""
 
 

@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from mirkit.errors import MirkitError
 from mirkit.ffmpeg import decode_audio
 
 AUDIO_SUFFIXES = (".mp3", ".ogg", ".flac", ".wav", ".m4a")
 COVER_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-class ContentError(RuntimeError):
+class ContentError(MirkitError, RuntimeError):
     """A file that exists but cannot be turned into features (recorded, not raised)."""
 
 

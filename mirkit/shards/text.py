@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mirkit.errors import MirkitError
+
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 DEFAULT_TOKENIZER = "microsoft/mdeberta-v3-base"
 
 
-class TokenizerUnavailable(RuntimeError):
+class TokenizerUnavailable(MirkitError, RuntimeError):
     """The named tokenizer is not on this machine; the message gives both fixes."""
 
 
