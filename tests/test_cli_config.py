@@ -91,3 +91,15 @@ def test_every_command_reports_a_fixable_problem_as_one_line_without_a_traceback
         assert result.exit_code == 1, (args, result.output)
         assert "Error:" in result.output and named in result.output, result.output
         assert "Traceback" not in result.output
+
+
+def test_every_train_option_has_its_help_next_to_its_field():
+    import dataclasses
+
+    from mirkit_train.config import TrainConfig
+
+    helps = {f.name: f.metadata.get("help") for f in dataclasses.fields(TrainConfig)}
+    assert all(helps.values()), [name for name, text in helps.items() if not text]
+    shown = " ".join(run("train", "--help").output.split())
+    for name in ("history_dropout", "repeat_memory", "weight_decay"):
+        assert " ".join(helps[name].split())[:40] in shown
