@@ -15,6 +15,11 @@ class MirkitError(Exception):
     """A problem the user can fix; the message says what is wrong and what to do."""
 
 
+class ShardsError(MirkitError, RuntimeError):
+    """A shards directory that is missing, incomplete, damaged or does not match the
+    run; the message says which and how to fix it."""
+
+
 class OptionError(MirkitError, ValueError):
     """An option or setting with a value mirkit does not know; the message lists the
     values it does."""

@@ -25,7 +25,7 @@ from mirkit.baselines import (
     user_transitions,
 )
 from mirkit.data.plays import Split, SplitConfig, load_plays, make_split
-from mirkit.index import INDEX_FILE, ItemIndex
+from mirkit.index import load_run_index
 from mirkit.metrics import rank_scores, target_ranks
 from mirkit.models.user_tower import SASRec
 from mirkit.runs import RunError, TrainedRun
@@ -189,7 +189,7 @@ def run_ranks(
     run: TrainedRun, targets: Targets, exclude_seen: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ranks, top-K lists) of a trained run, from its user tower and its index."""
-    index = ItemIndex.load(run.path / INDEX_FILE)
+    index = load_run_index(run)
     tower = run.load_user_tower(index=index)
     items = torch.from_numpy(index.embeddings[: run.n_items + 1])
     return model_ranks(tower, targets.split, targets.rows, items, exclude_seen, TOP_K)
@@ -366,7 +366,7 @@ def evaluate_run(
 
 def _sampled(run: TrainedRun, targets: Targets, negatives: int) -> dict:
     """The sampled protocol for the run and most-popular (labelled as such)."""
-    index = ItemIndex.load(run.path / INDEX_FILE)
+    index = load_run_index(run)
     tower = run.load_user_tower(index=index)
     items = torch.from_numpy(index.embeddings[: run.n_items + 1])
     scores = torch.cat([s for _, s in model_scores(tower, targets.split, targets.rows, items)])

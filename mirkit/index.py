@@ -36,6 +36,19 @@ class IndexMismatch(MirkitError, ValueError):
     """An index, a model and a shards directory that do not belong together."""
 
 
+def load_run_index(run: TrainedRun) -> ItemIndex:
+    """The run's index, refused unless the run's own model built it: another model's
+    embeddings would be scored against this user tower and give wrong results."""
+    path = run.path / INDEX_FILE
+    index = ItemIndex.load(path)
+    if index.meta.get("model_sha256") != model_fingerprint(run.model_dir):
+        raise IndexMismatch(
+            f"{path} was built by another model than {run.model_dir}: rebuild it with "
+            f"`mirkit index --run {run.path}`"
+        )
+    return index
+
+
 def model_fingerprint(model_dir: Path) -> str:
     """sha256 of the saved weights: which model an index was built with."""
     return sha256_file(model_dir / WEIGHTS_FILE)
@@ -108,14 +121,20 @@ class ItemIndex:
             raise IndexMismatch(
                 f"{path} does not exist: build it with `mirkit index --run {path.parent}`"
             )
-        with h5py.File(path, "r") as f:
-            version = int(f.attrs.get("format_version", 0))
-            if version != FORMAT_VERSION:
-                raise IndexMismatch(
-                    f"{path} is index format {version}; this mirkit reads {FORMAT_VERSION}: "
-                    f"rebuild it with `mirkit index --run {path.parent}`"
-                )
-            return cls(np.asarray(f["embeddings"], dtype=np.float32), json.loads(f.attrs["meta"]))
+        try:
+            with h5py.File(path, "r") as f:
+                version = int(f.attrs.get("format_version", 0))
+                if version != FORMAT_VERSION:
+                    raise IndexMismatch(
+                        f"{path} is index format {version}; this mirkit reads "
+                        f"{FORMAT_VERSION}: rebuild it with `mirkit index --run {path.parent}`"
+                    )
+                embeddings = np.asarray(f["embeddings"], dtype=np.float32)
+                return cls(embeddings, json.loads(f.attrs["meta"]))
+        except (OSError, KeyError) as err:  # truncated, not HDF5, or missing parts
+            raise IndexMismatch(
+                f"{path} cannot be read ({err}): rebuild it with `mirkit index --run {path.parent}`"
+            ) from err
 
     def search(
         self,

@@ -18,7 +18,7 @@ import torch
 from mirkit.data.content import catalogue_batches, local_shard_urls
 from mirkit.data.plays import first_play_times, load_plays
 from mirkit.errors import MirkitError
-from mirkit.index import INDEX_FILE, IndexMismatch, ItemIndex, model_fingerprint
+from mirkit.index import IndexMismatch, load_run_index
 from mirkit.runs import TrainedRun
 from mirkit.shards.reader import shards_holding
 
@@ -49,12 +49,7 @@ class Recommendation:
 class Recommender:
     def __init__(self, run_path: Path, shards: Path | None = None, backend: str = "exact"):
         self.run = TrainedRun.open(run_path)
-        self.index = ItemIndex.load(run_path / INDEX_FILE)
-        if self.index.meta.get("model_sha256") != model_fingerprint(self.run.model_dir):
-            raise IndexMismatch(
-                f"{run_path / INDEX_FILE} was built by another model than "
-                f"{self.run.model_dir}: rebuild it with `mirkit index --run {run_path}`"
-            )
+        self.index = load_run_index(self.run)
         self.shards = self.run.shards(shards)
         self.manifest, self.catalog = self.run.check_shards(self.shards)
         if int(self.catalog["item_id"].max()) > self.index.n_items:

@@ -58,8 +58,9 @@ from mirkit_train.resolve import TrainingError, check_resumable, choose_path, re
 from mirkit_train.run import RunDir, provenance
 from mirkit_train.user_major import UserMajorBatches
 
-__all__ = ["TrainingError", "train"]
+__all__ = ["STOPPED_EXIT_STATUS", "TrainingError", "train"]
 logger = logging.getLogger("mirkit.train")
+STOPPED_EXIT_STATUS = 75  # EX_TEMPFAIL: `mirkit train` stopped by a signal, resumable
 
 
 def train(cfg: TrainConfig, nproc_per_node: int = 1, verbosity: int = 0) -> dict:

@@ -103,3 +103,32 @@ def test_every_train_option_has_its_help_next_to_its_field():
     shown = " ".join(run("train", "--help").output.split())
     for name in ("history_dropout", "repeat_memory", "weight_decay"):
         assert " ".join(helps[name].split())[:40] in shown
+
+
+def test_every_option_a_message_suggests_exists():
+    """Messages name options to fix a problem ("set it with --play-user-col"): each one
+    must be an option of some mirkit command (or of the other tool the message names)."""
+    import re
+    from pathlib import Path
+
+    import click
+
+    import mirkit
+    import mirkit_train
+
+    def options(command: click.Command) -> set[str]:
+        found = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+        for sub in getattr(command, "commands", {}).values():
+            found |= options(sub)
+        return found
+
+XX
+    packages = [Path(mirkit.__file__).parent, Path(mirkit_train.__file__).parent]
+    suggested = {
+        (path.name, option)
+        for package in packages
+        for path in package.rglob("*.py")
+        if "cli" not in path.parts
+        for option in re.findall(r"(--[a-z][a-z0-9-]+)", path.read_text())
+    }
+    assert suggested and not {s for s in suggested if s[1] not in known}

@@ -72,8 +72,13 @@ def test_an_index_from_another_model_or_other_shards_is_refused(indexed_run, tin
     torch.save(state, other / "model" / "model.pt")
     with pytest.raises(IndexMismatch, match="built by another model"):
         Recommender(other)
-    result = invoke("recommend", "user_000001", "--run", other)
-    assert result.exit_code != 0 and "mirkit index --run" in result.output
+    for command in (["recommend", "user_000001"], ["eval"]):
+        result = invoke(*command, "--run", other)  # every reader of an index checks it
+        assert result.exit_code == 1 and "built by another model" in result.output, command
+    (other / INDEX_FILE).write_bytes((other / INDEX_FILE).read_bytes()[:100])  # truncated
+    result = invoke("eval", "--run", other)
+    assert result.exit_code == 1 and "cannot be read" in result.output
+    assert "Traceback" not in result.output
 
     shards = tmp_path / "other-shards"
     shutil.copytree(tiny_shards, shards)

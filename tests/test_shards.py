@@ -339,3 +339,34 @@ def test_an_interrupted_atomic_write_keeps_the_old_file_and_leaves_no_temporary(
     assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
     write_json_atomic(path, {"version": 2})
     assert json.loads(path.read_text()) == {"version": 2}
+
+
+def test_hostile_shard_names_in_a_plan_or_manifest_never_reach_outside_the_directory(
+    tiny_corpus, tiny_shards, tmp_path
+):
+    """A plan (read by `build --append`) or a manifest (read by verify, train, index)
+    whose shard name is a path or a command is refused before anything is opened."""
+    from mirkit.data.content import local_shard_urls
+    from mirkit.shards.manifest import ShardsError, load_manifest
+
+    victim = tmp_path / "victim.tar"
+    victim.write_bytes(b"precious")
+    out = tmp_path / "hostile"
+    shutil.copytree(tiny_shards, out)
+    plan = json.loads((out / layout.PLAN).read_text())
+    hidden = plan["shards"][-1]
+    (out / layout.ITEMS / hidden["name"]).with_suffix("").with_suffix(".stats.json").unlink()
+    hidden["name"] = str(victim)  # absolute: a rebuild of it would overwrite the victim
+    (out / layout.PLAN).write_text(json.dumps(plan))
+    with pytest.raises(ShardsError, match="refusing shard name"):
+        build_shards(corpus_inputs(tiny_corpus), options(out, append=True))
+    assert victim.read_bytes() == b"precious"
+
+    manifest = json.loads((out / layout.MANIFEST).read_text())
+    for name in ("../../victim.tar", "pipe:cat /etc/passwd", "items-000000"):
+        manifest["shards"][0]["name"] = name
+        (out / layout.MANIFEST).write_text(json.dumps(manifest))
+        with pytest.raises(ShardsError, match="refusing shard name"):
+            verify(out)
+        with pytest.raises(ShardsError, match="refusing shard name"):
+            local_shard_urls(out, load_manifest(out))

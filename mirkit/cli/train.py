@@ -85,9 +85,10 @@ def _options(command):
 def train(nproc_per_node: int, **options) -> None:
     """Train a two-tower recommender on a shards directory.
 
-    SIGTERM or Ctrl-C saves checkpoints/last.pt at the current step and exits; --resume
-    continues from there."""
+    SIGTERM or Ctrl-C saves checkpoints/last.pt at the current step and exits with status
+    75 (not finished); --resume continues from there."""
     from mirkit_train.config import TrainConfig
+    from mirkit_train.train import STOPPED_EXIT_STATUS
     from mirkit_train.train import train as run_training
 
     for f in dataclasses.fields(TrainConfig):
@@ -95,3 +96,5 @@ def train(nproc_per_node: int, **options) -> None:
             options[f.name] = tuple(x for x in options[f.name].split(",") if x)
     summary = run_training(TrainConfig(**options), nproc_per_node, log.verbosity())
     log.summary(f"training run {summary['run']}", summary.items())
+    if "stopped at step" in summary:  # not finished: callers (make, requeue scripts) must know
+        raise SystemExit(STOPPED_EXIT_STATUS)

@@ -22,7 +22,7 @@ from PIL import Image
 
 from mirkit.models.item_tower import ItemBatch
 from mirkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
-from mirkit.shards.manifest import ShardsError
+from mirkit.shards import layout
 from mirkit.shards.text import saved_tokenizer, token_ids
 
 _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)[:, None, None]
@@ -134,16 +134,8 @@ def local_shard_urls(shards_dir: Path, manifest: dict) -> list[str]:
     """Shard paths from the manifest's shard *names*, resolved inside `shards_dir`; names
     that are not plain file names are refused, so a shards directory cannot smuggle a
     command or a path outside itself."""
-    urls = []
-    for shard in manifest["shards"]:
-        name = shard["name"]
-        if Path(name).name != name or ":" in name or not name.endswith(".tar"):
-            raise ShardsError(
-                f"refusing shard name {name!r} from {shards_dir}/manifest.json: "
-                f"shard names must be plain .tar file names"
-            )
-        urls.append(str(shards_dir / "items" / name))
-    return urls
+    source = str(shards_dir / layout.MANIFEST)
+    return [str(layout.shard_path(shards_dir, s["name"], source)) for s in manifest["shards"]]
 
 
 def tabular_columns(catalog) -> list[str]:

@@ -211,7 +211,8 @@ def build_shards(inputs: BuildInputs, options: BuildOptions) -> dict:
     todo = [
         s
         for s in shards
-        if s["index"] % parts == part and not stats_path(out / layout.ITEMS / s["name"]).exists()
+        if s["index"] % parts == part
+        and not stats_path(layout.shard_path(out, s["name"], str(out / layout.PLAN))).exists()
     ]
     present = tuple(
         m
@@ -225,7 +226,7 @@ def build_shards(inputs: BuildInputs, options: BuildOptions) -> dict:
     tasks = [
         ShardTask(
             s["index"],
-            out / layout.ITEMS / s["name"],
+            layout.shard_path(out, s["name"], str(out / layout.PLAN)),
             tuple(sources[i] for i in s["item_ids"]),
             options.content,
             tokenizer_dir,

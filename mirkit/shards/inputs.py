@@ -204,7 +204,11 @@ def _read_play_table(path: Path, columns: PlayColumns) -> Plays:
     frame = read_table(path, "--plays")
     _columns_or_fail(
         frame,
-        {"--user-col": columns.user, "--track-col": columns.track, "--time-col": columns.time},
+        {
+            "--play-user-col": columns.user,
+            "--play-track-col": columns.track,
+            "--play-time-col": columns.time,
+        },
         path,
     )
     optional = {

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 
 from mirkit import __version__
-from mirkit.errors import MirkitError
+from mirkit.errors import ShardsError
 from mirkit.files import write_json_atomic, write_parquet_atomic
 from mirkit.shards import layout
 from mirkit.shards.inputs import Problem
@@ -29,10 +29,6 @@ PROBLEM_SCHEMA = {
     "detail": pl.String,
     "item_id": pl.Int32,
 }
-
-
-class ShardsError(MirkitError, RuntimeError):
-    """A shards directory that cannot be used as it is; the message says what to do."""
 
 
 def problems_frame(problems: list[Problem]) -> pl.DataFrame:
@@ -84,7 +80,7 @@ def fingerprints(
 def _shard_stats(out: Path, plan: dict) -> list[dict]:
     stats, missing = [], []
     for shard in plan["shards"]:
-        tar = out / layout.ITEMS / shard["name"]
+        tar = layout.shard_path(out, shard["name"], f"{out / layout.PLAN}")
         marker = stats_path(tar)
         if tar.exists() and marker.exists():
             stats.append(json.loads(marker.read_text(encoding="utf-8")))

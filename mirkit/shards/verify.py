@@ -58,7 +58,7 @@ def verify(shards_dir: Path) -> list[str]:
     with log.progress() as bar:
         task = bar.add_task("verifying", total=len(manifest["shards"]))
         for shard in manifest["shards"]:
-            path = shards_dir / layout.ITEMS / shard["name"]
+            path = layout.shard_path(shards_dir, shard["name"], str(shards_dir / layout.MANIFEST))
             bar.advance(task)
             if not path.exists():
                 problems.append(f"{shard['name']}: missing")
