@@ -242,7 +242,7 @@ def test_bad_inputs_name_the_problem(tiny_corpus, tmp_path):
 
     table = tmp_path / "plays.csv"
     pl.DataFrame({"uid": ["a"], "track_id": ["t"], "timestamp": [1]}).write_csv(table)
-    with pytest.raises(InputError, match="'user_id' \\(set it with --user-col"):
+    with pytest.raises(InputError, match="'user_id' \\(set it with --play-user-col"):
         read_plays(table, "table", PlayColumns())
     result = runner.invoke(
         main,
@@ -370,3 +370,36 @@ def test_hostile_shard_names_in_a_plan_or_manifest_never_reach_outside_the_direc
             verify(out)
         with pytest.raises(ShardsError, match="refusing shard name"):
             local_shard_urls(out, load_manifest(out))
+
+
+def test_mixed_timestamp_formats_keep_every_valid_row_and_report_the_rest(tmp_path):
+    """Each row's time is parsed by whichever supported form fits (the format is not
+    guessed from the first row); impossible times are failure rows; a file whose times
+    are mostly unreadable stops the build with the forms mirkit reads."""
+    path = tmp_path / "plays.tsv"
+    times = [
+        "2009-05-04 23:08:57",  # no Z on the first row: once lost every other row
+        "2009-05-04T23:08:57Z",
+        "2009-05-04T23:08:57.5+02:00",
+        "2009-05-05",
+        "1241478537",
+        "not a time",
+        "1900-01-01T00:00:00Z",
+        "2999-01-01T00:00:00Z",
+    ]
+    lines = [f"u1\t{t}\tmbid\tArtist\tmbid{i}\tTrack {i}" for i, t in enumerate(times)]
+    path.write_text("\n".join(lines) + "\n")
+    plays = read_plays(path, "lastfm")
+    seconds = plays.frame["timestamp"].to_list()
+    assert seconds == [1241478537, 1241478537, 1241471337, 1241481600, 1241478537]
+    reasons = sorted(p.reason for p in plays.problems)
+    assert reasons == [
+        "timestamp before 1970",
+        "timestamp in the future",
+        "unparsable timestamp",
+    ]
+    assert plays.rows_read == len(times)
+
+    path.write_text("".join(f"u1\t04/05/2009 23:0{i}\tm\tA\tm{i}\tT\n" for i in range(5)))
+    with pytest.raises(InputError, match="5 of 5 play times cannot be used.*ISO-8601"):
+        read_plays(path, "lastfm")

@@ -8,6 +8,7 @@ used are never dropped silently: they come back as `Problem`s that the build rec
 from __future__ import annotations
 
 import csv
+import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,30 +127,65 @@ def _read_lastfm(path: Path) -> Plays:
     frame = pl.DataFrame(
         rows, schema={**dict.fromkeys(columns, pl.String), "row": pl.Int64}, orient="row"
     )  # typed even when empty (new releases appended with no plays yet)
-    frame, bad = _parse_times(frame)
-    problems += bad
-    return Plays(
-        frame, "lastfm", timed=True, problems=problems, rows_read=len(rows) + len(problems)
-    )
+    lines = len(rows) + len(problems)
+    frame, bad = _parse_times(frame, path)
+    return Plays(frame, "lastfm", timed=True, problems=problems + bad, rows_read=lines)
 
 
-def _parse_times(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[Problem]]:
-    """`time` (ISO-8601 strings or epoch numbers) -> int64 epoch seconds `timestamp`."""
+TIME_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.fZ",  # Last.fm-1K: 2009-05-04T23:08:57Z
+    "%Y-%m-%dT%H:%M:%S%.f%:z",  # with an offset: converted to UTC
+    "%Y-%m-%dT%H:%M:%S%.f",  # no zone: read as UTC
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%d",
+)
+"""The ISO-8601 forms a play time may take (each row is parsed by whichever fits), besides
+epoch seconds."""
+EARLIEST, LATEST_AHEAD = 0, 86_400
+"""Plays before 1970 or more than a day after the build are refused as failure rows."""
+
+
+def _parse_times(frame: pl.DataFrame, path: Path) -> tuple[pl.DataFrame, list[Problem]]:
+    """`time` (epoch seconds or any of `TIME_FORMATS`, row by row) -> int64 epoch seconds
+    `timestamp`. Rows that fit none, or lie before 1970 or in the future, become failure
+    rows; when they are most of the file, the build stops (a format mirkit does not
+    read should not leave a handful of plays)."""
     col = frame["time"]
     if col.dtype.is_numeric():
-        seconds = col.cast(pl.Int64)
+        seconds = col.cast(pl.Float64).floor().cast(pl.Int64)
     else:
         text = col.cast(pl.String).str.strip_chars()
-        as_number = text.cast(pl.Int64, strict=False)
-        as_date = text.str.to_datetime(time_zone="UTC", strict=False).dt.epoch("s")
-        seconds = as_number.fill_null(as_date)
-    frame = frame.with_columns(seconds.alias("timestamp")).drop("time")
-    bad = frame.filter(pl.col("timestamp").is_null())
+        seconds = text.cast(pl.Float64, strict=False).floor().cast(pl.Int64)
+        for fmt in TIME_FORMATS:
+            parsed = text.str.to_datetime(fmt, time_zone="UTC", strict=False, exact=True)
+            seconds = seconds.fill_null(parsed.dt.epoch("s"))
+    frame = frame.with_columns(seconds.alias("timestamp"))
+    latest = int(time.time()) + LATEST_AHEAD
+    reason = (
+        pl.when(pl.col("timestamp").is_null())
+        .then(pl.lit("unparsable timestamp"))
+        .when(pl.col("timestamp") < EARLIEST)
+        .then(pl.lit("timestamp before 1970"))
+        .when(pl.col("timestamp") > latest)
+        .then(pl.lit("timestamp in the future"))
+    )
+    frame = frame.with_columns(reason.alias("reason"))
+    bad = frame.filter(pl.col("reason").is_not_null())
+    if len(bad) > len(frame) / 2:
+        examples = ", ".join(repr(t) for t in bad["time"].cast(pl.String).head(3))
+        raise InputError(
+            f"{path}: {len(bad)} of {len(frame)} play times cannot be used (e.g. {examples}); "
+            f"mirkit reads epoch seconds and ISO-8601 times such as 2009-05-04T23:08:57Z, "
+            f"2009-05-04 23:08:57 or 2009-05-04: convert the time column"
+        )
     problems = [
-        Problem("play", f"row {r}", "plays", "unparsable timestamp", str(u))
-        for u, r in zip(bad["user_id"], bad["row"], strict=True)
+        Problem("play", f"row {r}", "plays", why, f"user {u}, time {t!r}")
+        for u, r, why, t in zip(
+            bad["user_id"], bad["row"], bad["reason"], bad["time"].cast(pl.String), strict=True
+        )
     ]
-    return frame.filter(pl.col("timestamp").is_not_null()), problems
+    frame = frame.filter(pl.col("reason").is_null()).drop("time", "reason")
+    return frame, problems
 
 
 def _read_seqrec(path: Path) -> Plays:
@@ -223,7 +259,7 @@ def _read_play_table(path: Path, columns: PlayColumns) -> Plays:
         optional[columns.title].fill_null("").alias("title"),
         pl.col("row").cast(pl.Int64),
     )
-    frame, problems = _parse_times(frame)
+    frame, problems = _parse_times(frame, path)
     return Plays(
         frame, "table", timed=True, problems=problems, rows_read=len(frame) + len(problems)
     )
