@@ -50,6 +50,7 @@ from mirkit.index import embed_catalogue, embeddable_items
 from mirkit.models.config import ModelConfig
 from mirkit.models.two_tower import TwoTower
 from mirkit.shards.manifest import load_manifest
+from mirkit.shards.verify import shard_file_problem
 from mirkit_train.config import TrainConfig
 from mirkit_train.evaluate import baseline_reports, evaluate, validation_targets
 from mirkit_train.item_major import ItemMajorBatches
@@ -159,6 +160,8 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
 
     data = load_data(cfg)
     model, model_config, spec, tabular = build_model(cfg, data, device)
+    if model.item_tower.content_modalities and not cfg.shard_urls:
+        check_shard_files(data)
     path, loss_name = choose_path(cfg, model_config)
     objective = training_objective(cfg, data, model, path, loss_name, tabular, world, device)
     torch.manual_seed(int(np.random.SeedSequence([cfg.seed, world.rank]).generate_state(1)[0]))
@@ -255,6 +258,27 @@ def load_data(cfg: TrainConfig) -> Data:
     urls = list(cfg.shard_urls) or local_shard_urls(shards, manifest)
     n_items = int(catalog["item_id"].max())
     return Data(shards, manifest, catalog, n_items, split, urls)
+
+
+def check_shard_files(data: Data) -> None:
+    """Size and sha256 of every item shard against the manifest, before a content model
+    reads them: a flipped byte or a shard replaced after the build would otherwise train
+    silently (or fail later, deep in a loader worker)."""
+    started = time.perf_counter()
+    problems = [p for s in data.manifest["shards"] if (p := shard_file_problem(data.shards, s))]
+    if problems:
+        shown = "; ".join(problems[:5]) + (
+            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
+        raise TrainingError(
+            f"{data.shards} does not match its manifest ({shown}): rebuild the shards "
+            f"(`mirkit shards build`), and check them with `mirkit shards verify`"
+        )
+    logger.info(
+        "checked %d shards (size and sha256) in %.1f s",
+        len(data.manifest["shards"]),
+        time.perf_counter() - started,
+    )
 
 
 def build_model(

@@ -450,3 +450,15 @@ def test_history_dropout_hides_items_behind_the_mask_token_in_training(tiny_shar
         cfg = config(tiny_shards, tmp_path, modalities=("id",), history_dropout=p)
         a, b = (item_major_loss(model, item_major(h), cfg, "cpu")[0] for h in (histories, other))
         assert torch.allclose(a, b) == same
+
+
+def test_a_flipped_byte_in_a_shard_stops_training_before_the_first_step(tiny_shards, tmp_path):
+    shards = tmp_path / "damaged"
+    shutil.copytree(tiny_shards, shards)
+    shard = shards / "items" / "items-000003.tar"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    shard.write_bytes(bytes(data))
+    with pytest.raises(TrainingError, match="items-000003.tar: size or sha256 differs"):
+        train(config(shards, tmp_path / "run", modalities=("audio", "id")))
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()

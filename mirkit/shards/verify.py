@@ -41,6 +41,17 @@ def _check_sample(decoded: dict, manifest: dict, flags: dict) -> list[str]:
     return found
 
 
+def shard_file_problem(shards_dir: Path, shard: dict) -> str | None:
+    """What is wrong with the file of one manifest shard entry (missing, or its size or
+    sha256 differs from the manifest), or None."""
+    path = layout.shard_path(shards_dir, shard["name"], str(shards_dir / layout.MANIFEST))
+    if not path.exists():
+        return f"{shard['name']}: missing"
+    if path.stat().st_size != shard["bytes"] or sha256_file(path) != shard["sha256"]:
+        return f"{shard['name']}: size or sha256 differs from the manifest"
+    return None
+
+
 def verify(shards_dir: Path) -> list[str]:
     """Every problem found (empty when the directory matches its manifest): checksums,
     sizes and counts of every shard, every sample decoded, tables and fingerprints."""
@@ -60,11 +71,11 @@ def verify(shards_dir: Path) -> list[str]:
         for shard in manifest["shards"]:
             path = layout.shard_path(shards_dir, shard["name"], str(shards_dir / layout.MANIFEST))
             bar.advance(task)
+            problem = shard_file_problem(shards_dir, shard)
+            if problem:
+                problems.append(problem)
             if not path.exists():
-                problems.append(f"{shard['name']}: missing")
                 continue
-            if path.stat().st_size != shard["bytes"] or sha256_file(path) != shard["sha256"]:
-                problems.append(f"{shard['name']}: size or sha256 differs from the manifest")
             try:
                 samples = list(iter_samples(path))
                 decoded = [decode_sample(s) for s in samples]
