@@ -13,6 +13,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from mirkit.errors import MirkitError
+from mirkit.files import not_a_regular_file
 
 BITEXACT = {"fflags": "+bitexact", "flags:a": "+bitexact", "map_metadata": -1}
 """Output flags that make ffmpeg's files depend only on their input (no version tags,
@@ -65,18 +66,35 @@ _STREAM = re.compile(r"Audio: .*?, (\d+) Hz, (mono|stereo|[\d.]+ channels|[\d.]+
 _DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
 
 
+FFMPEG_TIMEOUT_S = 120
+"""Longest an ffmpeg call may run: a file that makes it hang becomes a failure row."""
+
+
+def _input_url(path: Path) -> str:
+    """`path` as ffmpeg input: a regular file only (a FIFO or device would block), named
+    through the file: protocol, so a name such as `concat:...`, `http:...` or `-i` is a
+    file name and never a protocol or an option."""
+    problem = not_a_regular_file(path)
+    if problem:
+        raise AudioDecodeError(f"{path.name}: {problem}")
+    return "file:" + str(Path(path).resolve())
+
+
+def _run(command: list[str], path: Path) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(command, capture_output=True, timeout=FFMPEG_TIMEOUT_S)
+    except subprocess.TimeoutExpired as err:
+        raise AudioDecodeError(f"{path.name}: ffmpeg ran over {FFMPEG_TIMEOUT_S} s") from err
+
+
 def probe_audio(path: Path) -> AudioInfo:
     """Sample rate, channel count and duration of an audio file, read from ffmpeg's own
     stream report (the wheel ships no ffprobe)."""
-    result = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-i", str(path)],
-        capture_output=True,
-        text=True,
-        errors="replace",
-    )
-    stream, duration = _STREAM.search(result.stderr), _DURATION.search(result.stderr)
+    result = _run([ffmpeg_exe(), "-hide_banner", "-i", _input_url(path)], path)
+    report = result.stderr.decode(errors="replace")
+    stream, duration = _STREAM.search(report), _DURATION.search(report)
     if stream is None or duration is None:
-        raise AudioDecodeError(f"{path}: no audio stream ({_tail(result.stderr)})")
+        raise AudioDecodeError(f"{path}: no audio stream ({_tail(report)})")
     layout = stream.group(2)
     channels = {"mono": 1, "stereo": 2}.get(layout) or int(float(re.match(r"[\d.]+", layout)[0]))
     h, m, s = duration.groups()
@@ -87,13 +105,13 @@ def decode_audio(
     path: Path, sample_rate: int, offset_s: float = 0.0, duration_s: float | None = None
 ) -> np.ndarray:
     """Decode to mono float32 at `sample_rate`, optionally a window [offset, offset+dur)."""
-    stream = ffmpeg.input(str(path), ss=offset_s, **({"t": duration_s} if duration_s else {}))
+    window = {"t": duration_s} if duration_s else {}
+    stream = ffmpeg.input(_input_url(path), ss=offset_s, **window)
     stream = stream.output("pipe:", format="f32le", ac=1, ar=sample_rate)
-    try:
-        pcm, _ = stream.run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True)
-    except ffmpeg.Error as err:
-        raise AudioDecodeError(f"{path}: {_tail(err.stderr.decode(errors='replace'))}") from err
-    samples = np.frombuffer(pcm, dtype="<f4")
+    result = _run(stream.compile(cmd=ffmpeg_exe()), path)
+    if result.returncode != 0:
+        raise AudioDecodeError(f"{path}: {_tail(result.stderr.decode(errors='replace'))}")
+    samples = np.frombuffer(result.stdout, dtype="<f4")
     if samples.size == 0:
         raise AudioDecodeError(f"{path}: ffmpeg decoded no samples")
     return samples

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +44,17 @@ def write_parquet_atomic(frame, path: Path) -> None:
     """A polars DataFrame, without column statistics (smaller; mirkit never reads them)."""
     with atomic_path(path) as temporary:
         frame.write_parquet(temporary, statistics=False)
+
+
+def not_a_regular_file(path: Path) -> str | None:
+    """Why `path` must not be opened as an input file (it is missing, or a FIFO, device,
+    socket or directory, directly or through a link: reading one can block forever), or
+    None for a regular file."""
+    try:
+        mode = os.stat(path).st_mode  # follows links: a link to a device is a device
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    return None if stat.S_ISREG(mode) else "is not a regular file (a FIFO, device or folder)"
 
 
 def sha256_file(path: Path) -> str:

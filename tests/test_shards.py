@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -403,3 +405,73 @@ def test_mixed_timestamp_formats_keep_every_valid_row_and_report_the_rest(tmp_pa
     path.write_text("".join(f"u1\t04/05/2009 23:0{i}\tm\tA\tm{i}\tT\n" for i in range(5)))
     with pytest.raises(InputError, match="5 of 5 play times cannot be used.*ISO-8601"):
         read_plays(path, "lastfm")
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A 60-byte PNG whose header claims width x height pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_hostile_media_files_become_failure_rows_and_the_build_goes_on(tiny_corpus, tmp_path):
+    """A FIFO posing as audio (reading it would block forever), a symlink to a device, a
+    PNG that claims 30000 x 30000 pixels, and lyrics of 200,000 characters: each item
+    gets its failure row, the build finishes, and every other item is complete."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    audio = sorted((corpus / "audio").iterdir())
+    fifo, device = audio[0], audio[1]
+    fifo.unlink()
+    os.mkfifo(fifo)
+    device.unlink()
+    device.symlink_to("/dev/zero")
+    bomb = sorted((corpus / "covers").iterdir())[0]
+    bomb.write_bytes(_png_claiming(30000, 30000))
+    lyrics = pl.read_csv(corpus / "lyrics.csv", infer_schema=False)
+    long_text = "la " * 70_000
+    lyrics.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(long_text)).otherwise("lyrics")
+        .alias("lyrics")
+    ).write_csv(corpus / "lyrics.csv")  # fmt: skip
+
+    out = tmp_path / "shards"
+    started = time.monotonic()
+    build_shards(corpus_inputs(corpus), options(out))
+    assert time.monotonic() - started < 120
+    failures = pl.read_parquet(out / layout.FAILURES)
+    audio_failures = failures.filter(pl.col("modality") == "audio")["detail"].to_list()
+    assert any(fifo.name in d and "not a regular file" in d for d in audio_failures)
+    assert any(device.name in d and "not a regular file" in d for d in audio_failures)
+    covers = failures.filter(pl.col("modality") == "cover")["detail"].to_list()
+    assert any("decompression bomb" in d.lower() or "exceeds limit" in d for d in covers)
+    assert verify(out) == []
+    assert not list((out / layout.ITEMS).glob("*.tmp"))
+
+
+def test_lyrics_files_that_cannot_be_used_as_they_are_get_a_message(tmp_path):
+    from mirkit.shards.inputs import read_lyrics
+
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("track_id,lyrics\nt1,caf\xe9 au lait\n".encode("latin-1"))
+    with pytest.raises(InputError, match="not UTF-8.*iconv"):
+        read_lyrics(latin1)
+    twice = tmp_path / "twice.csv"
+    twice.write_text("track_id,lyrics\nt1,first\nt2,other\nt1,second\n")
+    with pytest.raises(InputError, match="several rows for 1 track.*t1"):
+        read_lyrics(twice)
+    seqrec = tmp_path / "seqrec.txt"
+    seqrec.write_bytes(b"1 2 3\n2 \xff\xfe 4\n")
+    with pytest.raises(InputError, match="not UTF-8"):
+        read_plays(seqrec, "seqrec")

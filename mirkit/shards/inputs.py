@@ -8,6 +8,7 @@ used are never dropped silently: they come back as `Problem`s that the build rec
 from __future__ import annotations
 
 import csv
+import sys
 import time
 import unicodedata
 from dataclasses import dataclass, field
@@ -191,18 +192,21 @@ def _parse_times(frame: pl.DataFrame, path: Path) -> tuple[pl.DataFrame, list[Pr
 def _read_seqrec(path: Path) -> Plays:
     """`user item item ...` per line, in time order, no timestamps: position is the time."""
     rows, problems = [], []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            tokens = line.split()
-            if len(tokens) < 2:
-                problems.append(
-                    Problem(
-                        "play", f"line {line_no}", "plays", "malformed line", "a user with no items"
-                    )
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise not_utf8(path, err) from err
+    for line_no, line in enumerate(lines, start=1):
+        tokens = line.split()
+        if len(tokens) < 2:
+            problems.append(
+                Problem(
+                    "play", f"line {line_no}", "plays", "malformed line", "a user with no items"
                 )
-                continue
-            user = tokens[0]
-            rows += [(user, item, pos, line_no) for pos, item in enumerate(tokens[1:])]
+            )
+            continue
+        user = tokens[0]
+        rows += [(user, item, pos, line_no) for pos, item in enumerate(tokens[1:])]
     frame = pl.DataFrame(rows, schema=["user_id", "track_id", "timestamp", "row"], orient="row")
     frame = frame.with_columns(artist=pl.lit(""), title=pl.lit(""))
     return Plays(
@@ -311,17 +315,43 @@ def read_tracks(path: Path, columns: TrackColumns | None = None) -> pl.DataFrame
     return out.select(["track_key", *[c for c in out.columns if c != "track_key"]])
 
 
+def not_utf8(path: Path, err: UnicodeDecodeError) -> InputError:
+    return InputError(
+        f"{path} is not UTF-8 text (byte {err.start}: {err.reason}): re-encode it, e.g. "
+        f"`iconv -f latin1 -t utf-8 {path.name}`"
+    )
+
+
 def read_lyrics(path: Path) -> dict[str, str]:
-    """track_id -> lyrics (raw text, any UTF-8)."""
+    """track_id -> lyrics (raw text, any UTF-8, any length). Two rows for one track are
+    refused: which one is right is the user's call, not the reader's."""
     _require(path, "lyrics file", "--lyrics")
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"track_id", "lyrics"} <= set(reader.fieldnames):
-            raise InputError(
-                f"{path} must have the columns track_id and lyrics; it has: "
-                f"{', '.join(reader.fieldnames or [])}"
-            )
-        return {row["track_id"]: row["lyrics"] or "" for row in reader}
+    csv.field_size_limit(sys.maxsize)  # a whole album's text in one field is still lyrics
+    lyrics: dict[str, str] = {}
+    duplicates: set[str] = set()
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not {"track_id", "lyrics"} <= set(reader.fieldnames):
+                raise InputError(
+                    f"{path} must have the columns track_id and lyrics; it has: "
+                    f"{', '.join(reader.fieldnames or [])}"
+                )
+            for row in reader:
+                if row["track_id"] in lyrics:
+                    duplicates.add(row["track_id"])
+                lyrics[row["track_id"]] = row["lyrics"] or ""
+    except UnicodeDecodeError as err:
+        raise not_utf8(path, err) from err
+    except csv.Error as err:
+        raise InputError(f"{path} is not a readable CSV file: {err}") from err
+    if duplicates:
+        shown = ", ".join(sorted(duplicates)[:5])
+        raise InputError(
+            f"{path} has several rows for {len(duplicates)} track(s) ({shown}): keep one "
+            f"row per track_id"
+        )
+    return lyrics
 
 
 def read_profiles(path: Path) -> pl.DataFrame:

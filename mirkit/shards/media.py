@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mirkit.errors import MirkitError
 from mirkit.ffmpeg import decode_audio
+from mirkit.files import not_a_regular_file
 
 AUDIO_SUFFIXES = (".mp3", ".ogg", ".flac", ".wav", ".m4a")
 COVER_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -105,10 +106,13 @@ def log_mel(wave: np.ndarray, config: ContentConfig) -> np.ndarray:
 
 def cover_jpeg(path: Path, config: ContentConfig) -> bytes:
     """Decode, convert to RGB, centre-crop to a square, resize, encode as JPEG."""
+    problem = not_a_regular_file(path)
+    if problem:
+        raise ContentError(f"cover {problem}")
     try:
         with Image.open(path) as image:
             image = image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
         raise ContentError(f"cannot decode image: {err}") from err
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
