@@ -20,6 +20,11 @@ class ShardsError(MirkitError, RuntimeError):
     run; the message says which and how to fix it."""
 
 
+class UnreadableFile(MirkitError, OSError):
+    """A file mirkit wrote (weights, a checkpoint) that cannot be read back: truncated,
+    damaged or not what its name says."""
+
+
 class OptionError(MirkitError, ValueError):
     """An option or setting with a value mirkit does not know; the message lists the
     values it does."""

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mirkit.errors import UnreadableFile
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -55,6 +57,23 @@ def not_a_regular_file(path: Path) -> str | None:
     except OSError as err:
         return f"cannot be read ({err.strerror})"
     return None if stat.S_ISREG(mode) else "is not a regular file (a FIFO, device or folder)"
+
+
+def load_weights(path: Path, map_location="cpu") -> dict:
+    """A PyTorch weights or checkpoint file, tensors only (`weights_only`: loading never
+    runs code from the file); a file that is not one is an `UnreadableFile` naming it."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as err:
+        raise UnreadableFile(
+            f"{path} is not a weights file mirkit can read ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}): it is truncated, damaged or from another "
+            f"program; restore it, or train again"
+        ) from err
 
 
 def sha256_file(path: Path) -> str:

@@ -16,6 +16,7 @@ import torch
 
 from mirkit.data.content import InputSpec, tabular_features
 from mirkit.errors import MirkitError
+from mirkit.files import load_weights
 from mirkit.models.config import ModelConfig
 from mirkit.models.two_tower import CONFIG_FILE, WEIGHTS_FILE, TwoTower
 from mirkit.models.user_tower import SASRec, cold_items
@@ -99,7 +100,7 @@ class TrainedRun:
         description = json.loads((self.model_dir / CONFIG_FILE).read_text())
         config = ModelConfig.from_dict(description["config"])
         tower = SASRec.from_config(config, description["n_items"])
-        state = torch.load(self.model_dir / WEIGHTS_FILE, map_location=device, weights_only=True)
+        state = load_weights(self.model_dir / WEIGHTS_FILE, device)
         prefix = "user_tower."
         tower.load_state_dict(
             {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}

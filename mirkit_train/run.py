@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import mirkit
-from mirkit.files import atomic_path, sha256_file, write_atomic
+from mirkit.files import atomic_path, load_weights, sha256_file, write_atomic
 
 CHECKPOINTS = "checkpoints"
 
@@ -137,7 +137,7 @@ class RunDir:
             torch.save(state, temporary)
 
     def load_checkpoint(self, name: str) -> dict:
-        return torch.load(self.checkpoint_path(name), map_location="cpu", weights_only=True)
+        return load_weights(self.checkpoint_path(name))
 
     def plot(self) -> Path | None:
         """Loss, temperature and validation NDCG@10 against steps."""

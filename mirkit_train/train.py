@@ -46,6 +46,7 @@ from mirkit.distributed import (
     leave,
     weights_checksum,
 )
+from mirkit.files import load_weights
 from mirkit.index import embed_catalogue, embeddable_items
 from mirkit.models.config import ModelConfig
 from mirkit.models.two_tower import TwoTower
@@ -617,7 +618,7 @@ def init_from_run(model: TwoTower, run: Path, device: torch.device) -> int:
     weights = run / "model" / "model.pt"
     if not weights.exists():
         raise TrainingError(f"--init-from {run}: {weights} does not exist (train that run first)")
-    state = torch.load(weights, map_location=device, weights_only=True)
+    state = load_weights(weights, device)
     own = model.state_dict()
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not matched:

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from mirkit.cli import main
 from mirkit.data.content import local_shard_urls
 from mirkit.data.plays import SplitConfig, make_split
+from mirkit.errors import UnreadableFile
 from mirkit.evaluation import model_scores
 from mirkit.index import (
     INDEX_FILE,
@@ -287,3 +288,19 @@ def test_recommend_scores_a_listener_as_eval_does(indexed_run):
     assert [r["item_id"] for r in shown] == [r.item_id for r in again]
     bad = invoke("recommend", user, "--run", indexed_run, "--at", "yesterday")
     assert bad.exit_code != 0 and "ISO 8601" in bad.output
+
+
+def test_weights_that_are_not_weights_get_a_message(indexed_run, tmp_path):
+    run = tmp_path / "damaged"
+    shutil.copytree(indexed_run, run)
+    weights = run / "model" / "model.pt"
+    weights.write_bytes(weights.read_bytes()[:500])  # truncated
+    result = invoke("index", "--run", run)
+    assert result.exit_code == 1 and "is not a weights file" in result.output
+    assert "Traceback" not in result.output
+    checkpoint = run / "checkpoints" / "last.pt"
+    checkpoint.write_text("not a checkpoint")
+    from mirkit_train.run import RunDir
+
+    with pytest.raises(UnreadableFile, match="last.pt is not a weights file"):
+        RunDir(run).load_checkpoint("last")

@@ -475,3 +475,15 @@ def test_lyrics_files_that_cannot_be_used_as_they_are_get_a_message(tmp_path):
     seqrec.write_bytes(b"1 2 3\n2 \xff\xfe 4\n")
     with pytest.raises(InputError, match="not UTF-8"):
         read_plays(seqrec, "seqrec")
+
+
+def test_an_empty_play_log_is_refused_instead_of_building_an_empty_catalogue(tmp_path):
+    plays = tmp_path / "plays.tsv"
+    plays.write_text("")
+    result = CliRunner().invoke(
+        main,
+        ["shards", "build", "--plays", str(plays), "--plays-format", "lastfm"]
+        + ["--out", str(tmp_path / "out")],
+    )
+    assert result.exit_code == 1 and "holds no usable plays" in result.output
+    assert not (tmp_path / "out" / layout.MANIFEST).exists()

@@ -1,10 +1,16 @@
 """Reproduce the published full-ranking numbers of SASRec on the S3-Rec benchmarks with
 mirkit's id-only model (the user tower, the loss and the evaluation on their own).
 
-    .venv/bin/python tools/reproduce_seqrec.py ../shared/data/seqrec/LastFM.txt --out /tmp/seqrec \
-        --mask-seen --patience 30 --history-dropout 0.3 --seeds 0-4
     .venv/bin/python tools/reproduce_seqrec.py ../shared/data/seqrec/Beauty.txt --out /tmp/seqrec \
-        --lr 3e-3 --dropout 0.3 --epochs 20 --batch-size 128
+        --seeds 0-2
+    .venv/bin/python tools/reproduce_seqrec.py ../shared/data/seqrec/LastFM.txt --out /tmp/seqrec \
+        --seeds 0-4
+
+The defaults are one setting for every `user item item ...` file, chosen on Beauty's and
+LastFM's validation targets (BENCHMARKS.md, "The id-only core"): full softmax with the
+user's earlier items masked, shifted windows, lr 1e-3, dropout 0.2, batch 128, at least
+3,000 steps. Writes a time-to-quality plot (validation NDCG@10 against seconds) beside
+the runs.
 
 Protocol of the published table (../shared/data/README.md): leave-one-out (last item =
 test, second last = validation), full ranking over all items, items of the user's own
@@ -15,6 +21,7 @@ and their mean (one test score on LastFM's 1,090 users moves by about 0.003 betw
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -33,7 +40,10 @@ from mirkit_train.config import TrainConfig
 from mirkit_train.evaluate import evaluate
 from mirkit_train.run import RunDir
 from mirkit_train.train import train
+from mirkit_train.user_major import windows
 
+MAX_LEN = 50  # the published protocol's
+MIN_STEPS, MIN_EPOCHS = 3_000, 20
 PUBLISHED = {  # HR@10, NDCG@10, HR@20, NDCG@20
     "Beauty": {
         "most popular": (0.0152, 0.0068, 0.0217, 0.0084),
@@ -51,15 +61,21 @@ PUBLISHED = {  # HR@10, NDCG@10, HR@20, NDCG@20
 @click.command()
 @click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--epochs", type=int, default=100)
+@click.option(
+    "--epochs",
+    type=int,
+    default=0,
+    help="Passes over the data; 0: enough for 3,000 steps, and at least 20 (Beauty: 20, "
+    "LastFM: 231; both chosen on validation, BENCHMARKS.md).",
+)
 @click.option("--loss", default="full-softmax")
 @click.option("--logq/--no-logq", default=True)
 @click.option("--lr", type=float, default=1e-3)
-@click.option("--batch-size", type=int, default=64)
+@click.option("--batch-size", type=int, default=128)
 @click.option("--dropout", type=float, default=0.2)
 @click.option(
     "--mask-seen/--no-mask-seen",
-    default=False,
+    default=True,
     help="Earlier items of a window are not softmax negatives (the data has no repeats).",
 )
 @click.option(
@@ -78,7 +94,7 @@ PUBLISHED = {  # HR@10, NDCG@10, HR@20, NDCG@20
     default="0",
     help="Training seeds, e.g. 0 or 0-4 or 0,2: one row each, then their mean.",
 )
-@click.option("--patience", type=int, default=10, help="Epochs without a better val NDCG@10.")
+@click.option("--patience", type=int, default=20, help="Epochs without a better val NDCG@10.")
 @click.option(
     "--resume",
     is_flag=True,
@@ -116,6 +132,9 @@ def main(
     method = f"mirkit id-only ({', '.join([loss] + [words for used, _, words in options if used])}"
     manifest = load_manifest(shards)
     split = make_split(load_plays(shards, manifest["fingerprints"]["interactions"]), SplitConfig())
+    if epochs == 0:
+        steps = max(1, len(windows(split, MAX_LEN)) // batch_size)
+        epochs = max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps))
     click.echo("| data | model | HR@10 | NDCG@10 | HR@20 | NDCG@20 |")
     click.echo("|---|---|---:|---:|---:|---:|")
     rows, vals, runs = [], [], []
@@ -130,7 +149,7 @@ def main(
                 shards=str(shards),
                 run=str(run),
                 modalities=("id",),
-                max_len=50,
+                max_len=MAX_LEN,
                 loss=loss,
                 logq=logq,
                 epochs=epochs,

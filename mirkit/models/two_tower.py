@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mirkit.files import load_weights
 from mirkit.models.config import ModelConfig
 from mirkit.models.item_tower import ItemBatch, ItemTower
 from mirkit.models.losses import LearnedTemperature
@@ -90,7 +91,7 @@ class TwoTower(nn.Module):
             description["n_items"],
             description["vocab_size"],
         )
-        state = torch.load(directory / WEIGHTS_FILE, map_location=map_location, weights_only=True)
+        state = load_weights(directory / WEIGHTS_FILE, map_location)
         model.load_state_dict(state)
         return model
 

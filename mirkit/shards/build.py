@@ -175,6 +175,11 @@ def build_shards(inputs: BuildInputs, options: BuildOptions) -> dict:
         raise InputError(f"--part {part}/{parts}: expected i/n with 0 <= i < n")
     previous, old_plan = _load_previous(out) if options.append else (None, None)
     plays = read_plays(inputs.plays, inputs.plays_format, inputs.play_columns)
+    if not len(plays.frame) and not options.append:  # appending may add tracks only
+        raise InputError(
+            f"{inputs.plays} holds no usable plays ({plays.rows_read} rows read, "
+            f"{len(plays.problems)} refused): check the file and --plays-format"
+        )
     tracks = read_tracks(inputs.tracks, inputs.track_columns) if inputs.tracks else None
     maps = build_id_maps(plays, tracks, previous)
     new_ids = maps.catalog["item_id"].to_numpy()
