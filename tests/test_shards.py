@@ -20,7 +20,7 @@ from transformers import AutoTokenizer
 from mirkit.cli import main
 from mirkit.shards import layout
 from mirkit.shards import writer as shard_writer
-from mirkit.shards.build import BuildInputs, build_shards
+from mirkit.shards.build import BuildConflict, BuildInputs, build_shards
 from mirkit.shards.inputs import InputError, PlayColumns, normalise, read_plays
 from mirkit.shards.manifest import load_manifest
 from mirkit.shards.media import ContentConfig, audio_clip, log_mel
@@ -30,8 +30,9 @@ from mirkit.synth.corpus import PLAYS_FILE
 
 
 def digests(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
-    """Every file a build wrote (not the play-array cache a training run adds)."""
-    skip = (*skip, ".cache")
+    """Every file a build wrote (not the play-array cache a training run adds, nor the
+    lock files that keep two builds of one part apart)."""
+    skip = (*skip, ".cache", "locks")
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
@@ -487,3 +488,34 @@ def test_an_empty_play_log_is_refused_instead_of_building_an_empty_catalogue(tmp
     )
     assert result.exit_code == 1 and "holds no usable plays" in result.output
     assert not (tmp_path / "out" / layout.MANIFEST).exists()
+
+
+def test_a_rebuild_with_other_inputs_never_reuses_a_stale_shard(tiny_corpus, tiny_shards, tmp_path):
+    """Same corpus size, same plan of item ids, other content: the old shards would be
+    reused by a resume (they have stats files); the build refuses instead."""
+    out = tmp_path / "rebuilt"
+    shutil.copytree(tiny_shards, out)
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    lyrics = pl.read_csv(corpus / "lyrics.csv", infer_schema=False)
+    lyrics.with_columns(pl.col("lyrics").str.reverse()).write_csv(corpus / "lyrics.csv")
+    before = digests(out / layout.ITEMS)
+    with pytest.raises(BuildConflict, match="built from other inputs"):
+        build_shards(corpus_inputs(corpus), options(out))
+    assert digests(out / layout.ITEMS) == before
+    build_shards(corpus_inputs(tiny_corpus), options(out))  # the same inputs: a resume
+    assert digests(out / layout.ITEMS) == before
+
+
+def test_two_builds_into_one_out_cannot_both_proceed(tiny_corpus, tmp_path):
+    import fcntl
+
+    out = tmp_path / "busy"
+    (out / layout.LOCKS).mkdir(parents=True)
+    with open(out / layout.LOCKS / "part-0-of-1", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a build in progress
+        held.write("pid 4242 on worker-7")
+        held.flush()
+        with pytest.raises(BuildConflict, match="another build is writing.*pid 4242 on worker-7"):
+            build_shards(corpus_inputs(tiny_corpus), options(out))
+    assert not (out / layout.MANIFEST).exists()

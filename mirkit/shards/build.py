@@ -12,13 +12,18 @@ Reading, planning, writing and distributing are separate steps:
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import logging
 import math
 import multiprocessing
 import os
+import socket
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +103,33 @@ def _plan_shards(item_ids: np.ndarray, per_shard: int, seed: int, first_index: i
     ]
 
 
+def inputs_fingerprint(items: list[ItemSource]) -> str:
+    """What a shard is built from: each item's identity, lyrics and media files (size and
+    the hash of their first MiB and last 64 KiB: a different file, not only a touched
+    one, changes it). Recorded in the plan, so a rebuild or resume into the same --out
+    with other inputs is refused instead of reusing shards that hold other content."""
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(f"{item.item_id}\0{item.track_key}\0{item.lyrics}\0".encode())
+        for path in (item.audio, item.cover):
+            digest.update(_file_sample_digest(path) if path is not None else b"-")
+    return digest.hexdigest()
+
+
+def _file_sample_digest(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            return f"not a file {size}".encode()
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+            f.seek(max(len(head), size - (1 << 16)))
+            tail = f.read(1 << 16)
+    except OSError as err:
+        return f"unreadable {err.errno}".encode()
+    return hashlib.sha256(str(size).encode() + head + tail).digest()
+
+
 def _load_previous(out: Path) -> tuple[IdMaps, dict]:
     if not (out / layout.MANIFEST).exists():
         raise BuildConflict(
@@ -116,6 +148,18 @@ def _check_plan(out: Path, plan: dict) -> None:
     if not path.exists():
         return
     old = json.loads(path.read_text(encoding="utf-8"))
+    changed = [
+        new["name"]
+        for was, new in zip(old.get("shards", []), plan["shards"], strict=False)
+        if was.get("item_ids") == new["item_ids"] and was.get("inputs") != new.get("inputs")
+    ]
+    if changed:
+        raise BuildConflict(
+            f"{out} holds shards built from other inputs ({', '.join(changed[:3])}"
+            f"{', ...' if len(changed) > 3 else ''}: the audio, lyrics, covers or tracks "
+            f"differ from the build's), which a resume would reuse: use another --out, or "
+            f"remove {out} and build again"
+        )
     for key in plan:
         if old.get(key) != plan[key]:
             raise BuildConflict(
@@ -167,12 +211,43 @@ def _users_table(maps: IdMaps, profiles: Path | None, previous: Path | None) -> 
 
 
 def build_shards(inputs: BuildInputs, options: BuildOptions) -> dict:
-    """Run a whole build (or one part of it); returns summary statistics."""
-    started = time.perf_counter()
-    out = options.out
+    """Run a whole build (or one part of it); returns summary statistics. One process
+    at a time per part of an --out (a lock file in its staging folder)."""
     part, parts = options.part
     if not 0 <= part < parts:
         raise InputError(f"--part {part}/{parts}: expected i/n with 0 <= i < n")
+    (options.out / layout.LOCKS).mkdir(parents=True, exist_ok=True)
+    with _build_lock(options.out / layout.LOCKS / f"part-{part}-of-{parts}"):
+        return _build(inputs, options)
+
+
+@contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (released when the process ends, even killed);
+    a build already holding it is named in the refusal."""
+    with open(path, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            f.seek(0)
+            raise BuildConflict(
+                f"another build is writing {path.parents[2]} ({f.read().strip() or 'unknown'}, "
+                f"lock {path.name}): wait for it to finish, or build into another --out"
+            ) from err
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.ctime()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.truncate(0)  # the holder's name means nothing once released
+
+
+def _build(inputs: BuildInputs, options: BuildOptions) -> dict:
+    started = time.perf_counter()
+    out = options.out
+    part, parts = options.part
     previous, old_plan = _load_previous(out) if options.append else (None, None)
     plays = read_plays(inputs.plays, inputs.plays_format, inputs.play_columns)
     if not len(plays.frame) and not options.append:  # appending may add tracks only
@@ -197,7 +272,9 @@ def build_shards(inputs: BuildInputs, options: BuildOptions) -> dict:
         or default_items_per_shard(len(new_ids))
     )
     shards = list((old_plan or {}).get("shards", []))
-    shards += _plan_shards(new_ids, per_shard, options.seed, len(shards))
+    for shard in _plan_shards(new_ids, per_shard, options.seed, len(shards)):
+        shard["inputs"] = inputs_fingerprint([sources[i] for i in shard["item_ids"]])
+        shards.append(shard)
     plan = {
         "format_version": FORMAT_VERSION,
         "content_config": options.content.to_dict(),

@@ -16,6 +16,7 @@ PLAN = ".build/plan.json"
 STAGED_CATALOG = ".build/catalog.parquet"
 TABLE_PROBLEMS = ".build/table-problems.parquet"
 IMPORTS = ".build/imports.json"
+LOCKS = ".build/locks"  # one lock file per build part in progress
 
 
 def shard_path(shards_dir: Path, name: str, source: str) -> Path:
