@@ -519,3 +519,15 @@ def test_two_builds_into_one_out_cannot_both_proceed(tiny_corpus, tmp_path):
         with pytest.raises(BuildConflict, match="another build is writing.*pid 4242 on worker-7"):
             build_shards(corpus_inputs(tiny_corpus), options(out))
     assert not (out / layout.MANIFEST).exists()
+
+
+def test_a_sample_that_cannot_be_decoded_names_its_shard(tiny_shards):
+    from mirkit.data.content import InputSpec, decode_item, read_samples
+    from mirkit.shards.manifest import ShardsError
+
+    shard = str(tiny_shards / layout.ITEMS / "items-000001.tar")
+    sample = next(s for s in read_samples([shard]) if "cover.jpg" in s)
+    assert decode_item(sample, InputSpec(cover_size=32), None)["item_id"] > 0
+    sample["cover.jpg"] = sample["cover.jpg"][:40]  # a damaged cover inside the shard
+    with pytest.raises(ShardsError, match=f"items-000001.tar: sample {sample['__key__']}"):
+        decode_item(sample, InputSpec(cover_size=32), None)

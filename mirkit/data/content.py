@@ -20,6 +20,7 @@ import polars as pl
 import torch
 from PIL import Image
 
+from mirkit.errors import ShardsError
 from mirkit.models.item_tower import ItemBatch
 from mirkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
 from mirkit.shards import layout
@@ -43,7 +44,19 @@ class InputSpec:
 
 
 def decode_item(sample: dict, spec: InputSpec, rng: np.random.Generator | None) -> dict:
-    """One raw shard sample (bytes per member) -> numpy inputs. `rng` None = centre crop."""
+    """One raw shard sample (bytes per member) -> numpy inputs. `rng` None = centre crop.
+    A sample that cannot be decoded names its shard and key (a damaged shard)."""
+    try:
+        return _decode(sample, spec, rng)
+    except (ValueError, OSError, KeyError, EOFError) as err:  # JSON, numpy, PIL, UTF-8
+        raise ShardsError(
+            f"{sample.get('__url__', 'a shard')}: sample {sample.get('__key__')} cannot be "
+            f"decoded ({type(err).__name__}: {err}); check the shards with `mirkit shards "
+            f"verify` and rebuild them"
+        ) from err
+
+
+def _decode(sample: dict, spec: InputSpec, rng: np.random.Generator | None) -> dict:
     meta = json.loads(sample["meta.json"])
     out: dict = {"item_id": int(meta["item_id"])}
     if spec.mel_frames is not None:
