@@ -531,3 +531,17 @@ def test_a_sample_that_cannot_be_decoded_names_its_shard(tiny_shards):
     sample["cover.jpg"] = sample["cover.jpg"][:40]  # a damaged cover inside the shard
     with pytest.raises(ShardsError, match=f"items-000001.tar: sample {sample['__key__']}"):
         decode_item(sample, InputSpec(cover_size=32), None)
+
+
+def test_catalogue_rows_that_name_no_track_or_disagree_are_refused(tmp_path):
+    from mirkit.shards.inputs import read_tracks
+
+    path = tmp_path / "tracks.csv"
+    path.write_text("track_id,track_name,artist_name\nt1,One,A\nt1,One,A\nt2,Two,B\n")
+    assert read_tracks(path)["track_id"].to_list() == ["t1", "t2"]  # exact copies: one
+    path.write_text("track_id,track_name,artist_name\nt1,One,A\nt2,Two,B\nt1,Uno,A\n")
+    with pytest.raises(InputError, match="1 track\\(s\\) have several rows that disagree \\(t1\\)"):
+        read_tracks(path)
+    path.write_text("track_id,track_name,artist_name\nt1,One,A\n,,\n")
+    with pytest.raises(InputError, match="no track_id and no artist and title \\(lines 3\\)"):
+        read_tracks(path)

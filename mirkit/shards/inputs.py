@@ -309,10 +309,30 @@ def read_tracks(path: Path, columns: TrackColumns | None = None) -> pl.DataFrame
         track_key(i, a, t)
         for i, a, t in zip(out["track_id"], out["artist"], out["title"], strict=True)
     ]
-    out = out.with_columns(pl.Series("track_key", keys)).unique(
-        "track_key", keep="first", maintain_order=True
-    )
+    out = out.with_columns(pl.Series("track_key", keys))
+    _refuse_unusable_rows(out, path, columns)
+    out = out.unique(keep="first", maintain_order=True)  # exact copies are one track
     return out.select(["track_key", *[c for c in out.columns if c != "track_key"]])
+
+
+def _refuse_unusable_rows(tracks: pl.DataFrame, path: Path, columns: TrackColumns) -> None:
+    """A catalogue row that names no track, or two rows for one track that disagree, is
+    the user's to fix: which copy is right is not the reader's guess."""
+    blank = [pl.col(c).str.strip_chars() == "" for c in ("track_id", "artist", "title")]
+    nameless = tracks.with_row_index("line", offset=2).filter(pl.all_horizontal(blank))
+    if len(nameless):
+        raise InputError(
+            f"{path}: {len(nameless)} row(s) have no {columns.track_id} and no artist and "
+            f"title (lines {', '.join(map(str, nameless['line'].head(5)))}): fill them in "
+            f"or remove them"
+        )
+    clashing = tracks.unique().filter(pl.col("track_key").is_duplicated())
+    if len(clashing):
+        shown = ", ".join(clashing["track_id"].unique(maintain_order=True).head(5))
+        raise InputError(
+            f"{path}: {clashing['track_key'].n_unique()} track(s) have several rows that "
+            f"disagree ({shown}): keep one row per track"
+        )
 
 
 def not_utf8(path: Path, err: UnicodeDecodeError) -> InputError:
