@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from mirkit import log
-from mirkit.data.content import InputSpec, catalogue_batches, local_shard_urls
+from mirkit.data.content import InputSpec, catalogue_loader, local_shard_urls
 from mirkit.distributed import ONE_PROCESS, World, all_reduce_sum
 from mirkit.errors import MirkitError
 from mirkit.files import atomic_path, sha256_file
@@ -65,11 +65,13 @@ def embed_catalogue(
     tabular: np.ndarray | None = None,
     share: tuple[int, int] = (0, 1),
     on_batch: Callable[[int], None] | None = None,
+    workers: int = 0,
 ) -> torch.Tensor:
     """[n_items + 1, dim] item embeddings (row 0, padding, is zero). Content models stream
-    the shards once (centre crops); id-only models need no content. `share` = (r, W):
-    fill only every W-th item (id-only) or shard (content), starting at r; the caller
-    sums the shares. `on_batch(n)` is called with the items of each batch done."""
+    the shards once (centre crops), decoded in `workers` loader processes; id-only
+    models need no content. `share` = (r, W): fill only every W-th item (id-only) or
+    shard (content), starting at r; the caller sums the shares. `on_batch(n)` is called
+    with the items of each batch done."""
     model.eval()
     r, w = share
     table = torch.zeros(n_items + 1, model.config.dim, device=device)
@@ -84,7 +86,7 @@ def embed_catalogue(
             if on_batch:
                 on_batch(len(chunk))
         return table
-    for batch in catalogue_batches(urls[r::w], spec, batch_size, tabular):
+    for batch in catalogue_loader(urls[r::w], spec, batch_size, tabular, workers):
         keep = batch.item_ids <= n_items
         batch = batch.select(keep.nonzero()[:, 0]).to(device)
         if len(batch.item_ids):

@@ -556,7 +556,15 @@ class Validation:
         share = (self.world.rank, self.world.size)
         n_items, urls = self.data.n_items, self.data.urls
         table = embed_catalogue(
-            self.model, n_items, urls, self.spec, self.device, 64, self.tabular, share
+            self.model,
+            n_items,
+            urls,
+            self.spec,
+            self.device,
+            64,
+            self.tabular,
+            share,
+            workers=self.cfg.workers,  # decoding in the loader's processes
         )
         table = all_reduce_sum(self.world, table)
         table[torch.from_numpy(~self.usable).to(self.device)] = 0.0

@@ -304,3 +304,14 @@ def test_weights_that_are_not_weights_get_a_message(indexed_run, tmp_path):
 
     with pytest.raises(UnreadableFile, match="last.pt is not a weights file"):
         RunDir(run).load_checkpoint("last")
+
+
+def test_the_catalogue_embedded_by_loader_workers_equals_the_serial_one(indexed_run, tiny_shards):
+    run = TrainedRun.open(indexed_run)
+    model = run.load_model()
+    manifest, _ = run.check_shards(tiny_shards)
+    urls = local_shard_urls(tiny_shards, manifest)
+    serial = embed_catalogue(model, run.n_items, urls, run.input_spec, "cpu")
+    parallel = embed_catalogue(model, run.n_items, urls, run.input_spec, "cpu", workers=2)
+    assert (serial.abs().sum(dim=1) > 0).sum() == run.n_items
+    assert torch.allclose(serial, parallel, atol=1e-6)

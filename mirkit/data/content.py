@@ -143,6 +143,38 @@ def catalogue_batches(
         yield collate_items(pending, spec, tabular)
 
 
+class _CatalogueShards(torch.utils.data.IterableDataset):
+    """`catalogue_batches` of the shards, split among DataLoader workers by shard."""
+
+    def __init__(self, urls: list[str], spec: InputSpec, batch_size: int, tabular):
+        super().__init__()
+        self.urls, self.spec, self.batch_size, self.tabular = urls, spec, batch_size, tabular
+
+    def __iter__(self) -> Iterator[ItemBatch]:
+        worker = torch.utils.data.get_worker_info()
+        urls = self.urls[worker.id :: worker.num_workers] if worker else self.urls
+        yield from catalogue_batches(urls, self.spec, self.batch_size, self.tabular)
+
+
+def catalogue_loader(
+    urls: list[str],
+    spec: InputSpec,
+    batch_size: int,
+    tabular: np.ndarray | None = None,
+    workers: int = 0,
+) -> Iterable[ItemBatch]:
+    """`catalogue_batches`, decoded in `workers` forked processes (each reads its own
+    shards) while the caller runs the model; 0: in this process."""
+    if workers <= 0 or len(urls) < 2:
+        return catalogue_batches(urls, spec, batch_size, tabular)
+    return torch.utils.data.DataLoader(
+        _CatalogueShards(urls, spec, batch_size, tabular),
+        batch_size=None,
+        num_workers=min(workers, len(urls)),
+        multiprocessing_context="fork",
+    )
+
+
 def local_shard_urls(shards_dir: Path, manifest: dict) -> list[str]:
     """Shard paths from the manifest's shard *names*, resolved inside `shards_dir`; names
     that are not plain file names are refused, so a shards directory cannot smuggle a
