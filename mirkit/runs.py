@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 import torch
 
-from mirkit.data.content import InputSpec, tabular_features
+from mirkit.data.content import InputSpec, tabular_features, tabular_scaling
 from mirkit.errors import MirkitError
 from mirkit.files import load_weights
 from mirkit.models.config import ModelConfig
@@ -85,8 +85,13 @@ class TrainedRun:
         return manifest, catalog
 
     def tabular(self, catalog: pl.DataFrame):
+        """The items' numeric features, standardised as in training (runs saved before the
+        scaling was recorded: by this catalogue's)."""
         columns = self.record.get("tabular_columns")
-        return tabular_features(catalog, columns) if columns else None
+        if not columns:
+            return None
+        scaling = self.record.get("tabular_scaling") or tabular_scaling(catalog, columns)
+        return tabular_features(catalog, columns, scaling)
 
     def load_model(self, device: torch.device | str = "cpu") -> TwoTower:
         return TwoTower.load(self.model_dir, map_location=device).to(device).eval()

@@ -15,6 +15,7 @@ from mirkit.data.content import (
     artist_album_ids,
     tabular_columns,
     tabular_features,
+    tabular_scaling,
 )
 from mirkit.errors import MirkitError
 from mirkit.models.config import PRESETS, ModelConfig
@@ -82,7 +83,7 @@ def resolve_model(
                 f"{shards}/catalog.parquet has no numeric track features; "
                 f"drop 'tabular' from the modalities"
             )
-        tabular = tabular_features(catalog, columns)
+        tabular = tabular_features(catalog, columns, tabular_scaling(catalog, columns))
         model = replace(model, n_tabular=len(columns))
     groups = None
     if cfg.artists and "id" in used and "artist" in catalog.columns:

@@ -32,7 +32,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 
 from mirkit import log
-from mirkit.data.content import InputSpec, local_shard_urls, tabular_columns
+from mirkit.data.content import InputSpec, local_shard_urls, tabular_columns, tabular_scaling
 from mirkit.data.plays import Split, SplitConfig, first_play_times, load_plays, make_split
 from mirkit.distributed import (
     RankFailed,
@@ -385,6 +385,11 @@ def run_record(
         "loss": loss_name,
         "input_spec": asdict(spec),
         "tabular_columns": tabular_columns(data.catalog) if tabular is not None else None,
+        "tabular_scaling": (
+            tabular_scaling(data.catalog, tabular_columns(data.catalog))
+            if tabular is not None
+            else None
+        ),
         "world_size": world.size,
         "steps_per_epoch": steps,
         "shards_fingerprints": data.manifest["fingerprints"],

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
@@ -462,3 +463,28 @@ def test_a_flipped_byte_in_a_shard_stops_training_before_the_first_step(tiny_sha
     with pytest.raises(TrainingError, match="items-000003.tar: size or sha256 differs"):
         train(config(shards, tmp_path / "run", modalities=("audio", "id")))
     assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+def test_tabular_features_keep_the_training_scaling_after_tracks_are_appended(
+    tiny_shards, tmp_path
+):
+    """Serving standardises an item's numeric features with the mean and std of the
+    catalogue the model was trained on (saved with the run), so appending tracks with
+    other values leaves every old item's features - and so its embedding - unchanged."""
+    from mirkit.data.content import tabular_columns, tabular_scaling
+    from mirkit.runs import TrainedRun
+
+    run = tmp_path / "tabular"
+    train(config(tiny_shards, run, modalities=("tabular", "id"), epochs=1, max_steps_per_epoch=2))
+    trained = TrainedRun.open(run)
+    catalog = pl.read_parquet(tiny_shards / "catalog.parquet")
+    n = int(catalog["item_id"].max())
+    extreme = catalog.head(5).with_columns(
+        pl.col("item_id") + n, pl.col("tempo") * 10, pl.col("duration_ms") * 50
+    )
+    grown = pl.concat([catalog, extreme])
+    before, after = trained.tabular(catalog), trained.tabular(grown)
+    assert np.array_equal(before[: n + 1], after[: n + 1])
+    columns = tabular_columns(catalog)
+    assert trained.record["tabular_scaling"] == tabular_scaling(catalog, columns)
+    assert tabular_scaling(grown, columns) != tabular_scaling(catalog, columns)

@@ -190,10 +190,26 @@ def tabular_columns(catalog) -> list[str]:
     return [c for c, t in catalog.schema.items() if t == pl.Float32]
 
 
-def tabular_features(catalog, columns: list[str]) -> np.ndarray:
-    """[n_items + 1, F] float32 standardised numeric features (row 0 = padding, NaN = 0)."""
-    values = np.stack([catalog[c].cast(float).fill_null(np.nan).to_numpy() for c in columns], 1)
-    mean, std = np.nanmean(values, 0), np.nanstd(values, 0) + 1e-6
+def _tabular_values(catalog, columns: list[str]) -> np.ndarray:
+    return np.stack([catalog[c].cast(float).fill_null(np.nan).to_numpy() for c in columns], 1)
+
+
+def tabular_scaling(catalog, columns: list[str]) -> dict[str, list[float]]:
+    """The mean and standard deviation of each numeric feature over the catalogue a model
+    is trained on: saved with the run, so an item's features (and embedding) stay the
+    same after tracks are appended to the shards."""
+    values = _tabular_values(catalog, columns)
+    return {
+        "mean": np.nanmean(values, 0).tolist(),
+        "std": (np.nanstd(values, 0) + 1e-6).tolist(),
+    }
+
+
+def tabular_features(catalog, columns: list[str], scaling: dict[str, list[float]]) -> np.ndarray:
+    """[n_items + 1, F] float32 numeric features standardised by `scaling` (row 0 =
+    padding, NaN = 0)."""
+    values = _tabular_values(catalog, columns)
+    mean, std = np.asarray(scaling["mean"]), np.asarray(scaling["std"])
     scaled = np.nan_to_num((values - mean) / std).astype(np.float32)
     out = np.zeros((int(catalog["item_id"].max()) + 1, len(columns)), dtype=np.float32)
     out[catalog["item_id"].to_numpy()] = scaled
