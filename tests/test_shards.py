@@ -438,6 +438,10 @@ def test_hostile_media_files_become_failure_rows_and_the_build_goes_on(tiny_corp
     os.mkfifo(fifo)
     device.unlink()
     device.symlink_to("/dev/zero")
+    secret = tmp_path / "secret.wav"  # outside the folder: never read, whatever it is
+    shutil.copy(audio[2], secret)
+    audio[2].unlink()
+    audio[2].symlink_to(secret)
     bomb = sorted((corpus / "covers").iterdir())[0]
     bomb.write_bytes(_png_claiming(30000, 30000))
     lyrics = pl.read_csv(corpus / "lyrics.csv", infer_schema=False)
@@ -454,7 +458,9 @@ def test_hostile_media_files_become_failure_rows_and_the_build_goes_on(tiny_corp
     failures = pl.read_parquet(out / layout.FAILURES)
     audio_failures = failures.filter(pl.col("modality") == "audio")["detail"].to_list()
     assert any(fifo.name in d and "not a regular file" in d for d in audio_failures)
-    assert any(device.name in d and "not a regular file" in d for d in audio_failures)
+    outside = failures.filter(pl.col("kind") == "file")
+    assert {audio[2].name, device.name} <= set(outside["key"].to_list())  # /dev/zero too
+    assert "outside --audio-dir" in " ".join(outside["reason"].to_list())
     covers = failures.filter(pl.col("modality") == "cover")["detail"].to_list()
     assert any("decompression bomb" in d.lower() or "exceeds limit" in d for d in covers)
     assert verify(out) == []

@@ -102,8 +102,8 @@ def main(config_path: Path, workers: tuple[int, ...]) -> None:
         profiles=Path(section["profiles"]),
     )
     tracks = pl.read_csv(inputs.tracks, infer_schema=False)["track_id"].to_list()
-    audio = index_folder(inputs.audio_dir, AUDIO_SUFFIXES, "--audio-dir")
-    covers = index_folder(inputs.covers, COVER_SUFFIXES, "--covers")
+    audio, _ = index_folder(inputs.audio_dir, AUDIO_SUFFIXES, "--audio-dir")
+    covers, _ = index_folder(inputs.covers, COVER_SUFFIXES, "--covers")
     n = len(tracks)
     click.echo(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "

@@ -172,10 +172,18 @@ def _check_plan(out: Path, plan: dict) -> None:
 def _sources(
     catalog: pl.DataFrame, inputs: BuildInputs, problems: list[Problem]
 ) -> dict[int, ItemSource]:
-    audio = (
-        index_folder(inputs.audio_dir, AUDIO_SUFFIXES, "--audio-dir") if inputs.audio_dir else None
-    )
-    covers = index_folder(inputs.covers, COVER_SUFFIXES, "--covers") if inputs.covers else None
+    media: dict[str, dict[str, Path]] = {}
+    for modality, folder, suffixes, option in (
+        ("audio", inputs.audio_dir, AUDIO_SUFFIXES, "--audio-dir"),
+        ("cover", inputs.covers, COVER_SUFFIXES, "--covers"),
+    ):
+        if folder is not None:
+            media[modality], outside = index_folder(folder, suffixes, option)
+            problems += [
+                Problem("file", p.name, modality, f"a link to a file outside {option}: not read")
+                for p in outside
+            ]
+    audio, covers = media.get("audio"), media.get("cover")
     lyrics = (
         {normalise(k): v for k, v in read_lyrics(inputs.lyrics).items()} if inputs.lyrics else None
     )

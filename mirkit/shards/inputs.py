@@ -385,12 +385,22 @@ def read_profiles(path: Path) -> pl.DataFrame:
     return frame.with_columns(pl.all().cast(pl.String).fill_null(""))
 
 
-def index_folder(folder: Path, suffixes: tuple[str, ...], option: str) -> dict[str, Path]:
-    """Files of a media folder by normalised stem (track id, or 'artist - title')."""
+def index_folder(
+    folder: Path, suffixes: tuple[str, ...], option: str
+) -> tuple[dict[str, Path], list[Path]]:
+    """(files of a media folder by normalised stem (track id, or 'artist - title'), the
+    links among them that lead outside the folder: never read, so a folder cannot make
+    the build read any file the user can)."""
     if not folder.is_dir():
         raise InputError(f"{option} {folder} is not a directory")
     found: dict[str, Path] = {}
+    outside: list[Path] = []
+    root = folder.resolve()
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in suffixes:
-            found.setdefault(normalise(path.stem), path)
-    return found
+        if path.suffix.lower() not in suffixes:
+            continue
+        if not path.resolve().is_relative_to(root):
+            outside.append(path)
+            continue
+        found.setdefault(normalise(path.stem), path)
+    return found, outside
