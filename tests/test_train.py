@@ -299,9 +299,9 @@ def test_shard_names_in_a_manifest_cannot_run_commands(tiny_shards, tmp_path):
     manifest = json.loads((evil / "manifest.json").read_text())
     manifest["shards"][0]["name"] = f"pipe:touch {marker}; cat items-000000.tar"
     (evil / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ValueError, match="refusing shard name"):
+    with pytest.raises(ShardsError, match="refusing shard name"):
         local_shard_urls(evil, manifest)
-    with pytest.raises(ValueError, match="refusing shard name"):
+    with pytest.raises(ShardsError, match="refusing shard name"):
         train(config(evil, tmp_path / "run", epochs=1, max_steps_per_epoch=1))
     assert not marker.exists()
 
