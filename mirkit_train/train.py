@@ -211,7 +211,7 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
                 break
 
             report = validation.run()
-            row = epoch_row(progress.step, epoch, stats, report, started)
+            row = epoch_row(progress.step, epoch, stats, report, validation.best_baseline, started)
             ndcg = report["model"]["NDCG@10"]
             improved = ndcg > progress.best
             progress.best = max(progress.best, ndcg)
@@ -552,8 +552,7 @@ class Validation:
         self.targets = validation_targets(data.split, data.n_items, cfg.val_limit, cfg.seed)
         self.usable = embeddable_items(model, data.catalog)[: data.n_items + 1]
         self.baselines = baseline_reports(self.targets, cfg.exclude_seen)
-        best = max(self.baselines, key=lambda b: self.baselines[b]["NDCG@10"])
-        self.best_baseline = best
+        self.best_baseline = max(self.baselines, key=lambda b: self.baselines[b]["NDCG@10"])
 
     def run(self) -> dict[str, dict]:
         """The model's and the baselines' reports, with the catalogue embedded as
@@ -594,7 +593,12 @@ class Validation:
 
 
 def epoch_row(
-    step: int, epoch: int, stats: EpochStats, report: dict[str, dict], started: float
+    step: int,
+    epoch: int,
+    stats: EpochStats,
+    report: dict[str, dict],
+    best_baseline: str,
+    started: float,
 ) -> dict:
     """The epoch's line of metrics.jsonl (and its log line): training speed, the
     validation metrics of the model and of each baseline."""
@@ -609,16 +613,14 @@ def epoch_row(
     for who, metrics in report.items():
         prefix = "val" if who == "model" else f"val_{who}"
         row |= {f"{prefix}_{k}": v for k, v in metrics.items() if k != "n"}
-    baselines = {who: m for who, m in report.items() if who != "model"}
-    best = max(baselines, key=lambda b: baselines[b]["NDCG@10"])
     logger.info(
         "epoch %d: loss %.4f, val NDCG@10 %.4f (best baseline: %s %.4f), %.0f "
         "pairs/s, data wait %.0f%%",
         epoch + 1,
         row["train_loss"],
         report["model"]["NDCG@10"],
-        best,
-        baselines[best]["NDCG@10"],
+        best_baseline,
+        report[best_baseline]["NDCG@10"],
         row["samples_per_s"],
         100 * row["data_wait_fraction"],
     )

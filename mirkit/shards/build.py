@@ -298,11 +298,11 @@ def _build(inputs: BuildInputs, options: BuildOptions) -> dict:
     write_json_atomic(out / layout.PLAN, plan)
     _write_tables(out, maps, inputs, problems, previous is not None)
 
+    paths = {s["index"]: layout.shard_path(out, s["name"], str(out / layout.PLAN)) for s in shards}
     todo = [
         s
         for s in shards
-        if s["index"] % parts == part
-        and not stats_path(layout.shard_path(out, s["name"], str(out / layout.PLAN))).exists()
+        if s["index"] % parts == part and not stats_path(paths[s["index"]]).exists()
     ]
     present = tuple(
         m
@@ -316,7 +316,7 @@ def _build(inputs: BuildInputs, options: BuildOptions) -> dict:
     tasks = [
         ShardTask(
             s["index"],
-            layout.shard_path(out, s["name"], str(out / layout.PLAN)),
+            paths[s["index"]],
             tuple(sources[i] for i in s["item_ids"]),
             options.content,
             tokenizer_dir,
