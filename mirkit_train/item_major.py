@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from mirkit.data.content import InputSpec, collate_items, decode_item, read_samples
+from mirkit.data.content import InputSpec, collate_items, decode_item, forked_loader, read_samples
 from mirkit.data.plays import Split, item_target_rows
 from mirkit.models.item_tower import ItemBatch
 from mirkit_train.config import TrainConfig
@@ -137,19 +137,9 @@ def steps_per_epoch(split: Split, n_items: int, k: int, m: int, cap: float, worl
     return max(1, int(emission_rates(split, n_items, k, cap).sum() // (m * world)))
 
 
-def _as_is(batch: ItemMajorBatch) -> ItemMajorBatch:
-    return batch
-
-
 def item_major_loader(stream: ItemMajorStream, workers: int) -> DataLoader:
     """Decoding happens in `workers` forked processes (0: in the training process)."""
-    return DataLoader(
-        stream,
-        batch_size=None,
-        num_workers=workers,
-        collate_fn=_as_is,
-        multiprocessing_context="fork" if workers else None,
-    )
+    return forked_loader(stream, workers)
 
 
 class ItemMajorBatches:

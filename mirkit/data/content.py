@@ -156,6 +156,22 @@ class _CatalogueShards(torch.utils.data.IterableDataset):
         yield from catalogue_batches(urls, self.spec, self.batch_size, self.tabular)
 
 
+def _as_is(batch):
+    return batch
+
+
+def forked_loader(batches: torch.utils.data.IterableDataset, workers: int):
+    """A DataLoader over an iterable of ready batches, produced in `workers` forked
+    processes (0: in this one); batches pass through as they are (no collation)."""
+    return torch.utils.data.DataLoader(
+        batches,
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=_as_is,
+        multiprocessing_context="fork" if workers else None,
+    )
+
+
 def catalogue_loader(
     urls: list[str],
     spec: InputSpec,
@@ -167,12 +183,7 @@ def catalogue_loader(
     shards) while the caller runs the model; 0: in this process."""
     if workers <= 0 or len(urls) < 2:
         return catalogue_batches(urls, spec, batch_size, tabular)
-    return torch.utils.data.DataLoader(
-        _CatalogueShards(urls, spec, batch_size, tabular),
-        batch_size=None,
-        num_workers=min(workers, len(urls)),
-        multiprocessing_context="fork",
-    )
+    return forked_loader(_CatalogueShards(urls, spec, batch_size, tabular), min(workers, len(urls)))
 
 
 def local_shard_urls(shards_dir: Path, manifest: dict) -> list[str]:
