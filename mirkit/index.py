@@ -1,10 +1,13 @@
 """The catalogue index: every item's embedding from a trained model, and top-K search.
 
 `runs/NAME/index.h5` (HDF5, h5py): `embeddings` [n_items + 1, dim] float32 (row = item
-id; row 0, padding, and items the model cannot embed are zero) and, as attributes, the
-fingerprints of the model and of the shards that produced it. Search is exact by blocked
-matrix products, or approximate through FAISS (IVF, inner product) for catalogues where
-exact search is too slow.
+id; row 0, padding, and items the model cannot embed are zero), `attention` [n_items + 1,
+kinds] float32 (each item's attention mass per modality, the meta's `attention_kinds`:
+what `--explain` shows, stored so that explaining costs nothing at request time), `warm`
+[n_items + 1] bool (the item had training plays; the others are cold) and, as
+attributes, the fingerprints of the model and of the shards that produced it. Search is
+exact by blocked matrix products, or approximate through FAISS (IVF, inner product) for
+catalogues where exact search is too slow.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from mirkit.data.content import InputSpec, catalogue_loader, local_shard_urls
 from mirkit.distributed import ONE_PROCESS, World, all_reduce_sum
 from mirkit.errors import MirkitError
 from mirkit.files import atomic_path, sha256_file
-from mirkit.models.item_tower import ItemBatch
+from mirkit.models.item_tower import TOKEN_KINDS, ItemBatch
 from mirkit.models.two_tower import WEIGHTS_FILE, TwoTower
 from mirkit.models.user_tower import CatalogueEmbedding
 from mirkit.runs import TrainedRun
 
 INDEX_FILE = "index.h5"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+ATTENTION_KINDS = ("id", *TOKEN_KINDS)
 
 
 class IndexMismatch(MirkitError, ValueError):
@@ -66,15 +70,28 @@ def embed_catalogue(
     share: tuple[int, int] = (0, 1),
     on_batch: Callable[[int], None] | None = None,
     workers: int = 0,
+    attention: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """[n_items + 1, dim] item embeddings (row 0, padding, is zero). Content models stream
     the shards once (centre crops), decoded in `workers` loader processes; id-only
     models need no content. `share` = (r, W): fill only every W-th item (id-only) or
     shard (content), starting at r; the caller sums the shares. `on_batch(n)` is called
-    with the items of each batch done."""
+    with the items of each batch done. A dict passed as `attention` is filled with each
+    item's attention mass per modality ({kind: [n_items + 1]}, what `--explain` shows)."""
     model.eval()
     r, w = share
     table = torch.zeros(n_items + 1, model.config.dim, device=device)
+
+    def embed(batch: ItemBatch) -> None:
+        if attention is None:
+            table[batch.item_ids] = model.items(batch).float()
+            return
+        embedding, mass = model.item_tower.encode(batch, explain=True)
+        table[batch.item_ids] = embedding.float()
+        for kind, share_of_kind in mass.items():
+            column = attention.setdefault(kind, torch.zeros(n_items + 1, device=device))
+            column[batch.item_ids] = share_of_kind.float()
+
     if spec.mel_frames is None and spec.max_tokens is None and spec.cover_size is None:
         ids = torch.arange(1, n_items + 1, device=device)[r::w]
         for start in range(0, len(ids), 4096):
@@ -82,7 +99,7 @@ def embed_catalogue(
             batch = ItemBatch(item_ids=chunk)
             if tabular is not None:
                 batch.tabular = torch.from_numpy(tabular[chunk.cpu().numpy()]).to(device)
-            table[chunk] = model.items(batch).float()
+            embed(batch)
             if on_batch:
                 on_batch(len(chunk))
         return table
@@ -90,7 +107,7 @@ def embed_catalogue(
         keep = batch.item_ids <= n_items
         batch = batch.select(keep.nonzero()[:, 0]).to(device)
         if len(batch.item_ids):
-            table[batch.item_ids] = model.items(batch).float()
+            embed(batch)
         if on_batch:
             on_batch(len(keep))
     return table
@@ -100,6 +117,8 @@ def embed_catalogue(
 class ItemIndex:
     embeddings: np.ndarray  # [n_items + 1, dim] float32
     meta: dict = field(default_factory=dict)
+    attention: np.ndarray | None = None  # [n_items + 1, len(meta["attention_kinds"])]
+    warm: np.ndarray | None = None  # [n_items + 1] bool
     _faiss: object | None = field(default=None, repr=False)
 
     @property
@@ -112,6 +131,9 @@ class ItemIndex:
 
         with atomic_path(path) as temporary, h5py.File(temporary, "w") as f:
             f.create_dataset("embeddings", data=self.embeddings, chunks=True)
+            for name in ("attention", "warm"):
+                if getattr(self, name) is not None:
+                    f.create_dataset(name, data=getattr(self, name))
             f.attrs["meta"] = json.dumps(self.meta)
             f.attrs["format_version"] = FORMAT_VERSION
 
@@ -132,7 +154,8 @@ class ItemIndex:
                         f"{FORMAT_VERSION}: rebuild it with `mirkit index --run {path.parent}`"
                     )
                 embeddings = np.asarray(f["embeddings"], dtype=np.float32)
-                return cls(embeddings, json.loads(f.attrs["meta"]))
+                parts = {name: np.asarray(f[name]) for name in ("attention", "warm") if name in f}
+                return cls(embeddings, json.loads(f.attrs["meta"]), **parts)
         except (OSError, KeyError) as err:  # truncated, not HDF5, or missing parts
             raise IndexMismatch(
                 f"{path} cannot be read ({err}): rebuild it with `mirkit index --run {path.parent}`"
@@ -291,6 +314,7 @@ def build_index(
         ]
     todo = n_now - first_new + 1
     bf16 = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    attention: dict[str, torch.Tensor] = {}
     with log.progress() as bar, bf16:
         task = bar.add_task("embedding the catalogue", total=max(todo, 0))
         table = embed_catalogue(
@@ -303,13 +327,23 @@ def build_index(
             run.tabular(catalog),
             share=(world.rank, world.size),
             on_batch=lambda n: bar.update(task, advance=n * world.size),  # about
+            attention=attention,
         )
         bar.update(task, completed=max(todo, 0))
     embeddings = all_reduce_sum(world, table).cpu().numpy()
+    masses = _attention_table(attention, table, world)
     if previous is not None:
         embeddings[:first_new] = previous.embeddings[:first_new]
+        masses[:first_new] = 0.0
+        for column, kind in enumerate(previous.meta["attention_kinds"]):
+            masses[:first_new, ATTENTION_KINDS.index(kind)] = previous.attention[:first_new, column]
     usable = embeddable_items(model, catalog)
     embeddings[~usable] = 0.0
+    masses[~usable] = 0.0
+    kinds = [k for k, column in zip(ATTENTION_KINDS, masses.T, strict=True) if column.any()]
+    warm = np.zeros(n_now + 1, dtype=bool)
+    trained = model.item_tower.warm.cpu().numpy()[1 : min(model.n_items, n_now) + 1]
+    warm[1 : len(trained) + 1] = trained
     index = ItemIndex(
         embeddings.astype(np.float32),
         {
@@ -319,7 +353,10 @@ def build_index(
             "trained_items": run.n_items,
             "shards": str(shards),
             "dim": int(embeddings.shape[1]),
+            "attention_kinds": kinds,
         },
+        attention=masses[:, [ATTENTION_KINDS.index(k) for k in kinds]].astype(np.float32),
+        warm=warm,
     )
     if world.main:
         index.save(path)
@@ -334,3 +371,12 @@ def build_index(
         "seconds": round(seconds, 1),
         "items/s": round(max(todo, 0) / seconds, 1),
     }
+
+
+def _attention_table(attention: dict[str, torch.Tensor], like: torch.Tensor, world: World):
+    """[rows of `like`, len(ATTENTION_KINDS)] of the masses `embed_catalogue` filled,
+    summed over ranks: every rank stacks the same kinds in one order (zeros for kinds it
+    never saw)."""
+    zeros = torch.zeros(len(like), device=like.device)
+    columns = [attention.get(kind, zeros) for kind in ATTENTION_KINDS]
+    return all_reduce_sum(world, torch.stack(columns, dim=1)).cpu().numpy()

@@ -1,26 +1,27 @@
 """Recommendations from a trained run and its index: for a known listener, for an ad-hoc
 history, and item-to-item neighbours.
 
-Only the user tower and the index are loaded; the full model (content encoders) only for
-`explain`, which re-embeds the recommended items to read their attention per modality.
+Only the user tower and the index are loaded (no content encoders): explanations (each
+item's attention per modality) were stored in the index when it was built. The `answer_*`
+methods build the JSON answers that `mirkit recommend --json`, `mirkit similar --json`
+and `mirkit serve`'s API all return, so the three cannot disagree.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import torch
 
-from mirkit.data.content import catalogue_batches, local_shard_urls
 from mirkit.data.plays import first_play_times, load_plays
 from mirkit.errors import MirkitError
 from mirkit.index import IndexMismatch, load_run_index
 from mirkit.runs import TrainedRun
-from mirkit.shards.reader import shards_holding
 
 LIVE_LOG = 24 * 3600
 """A log whose newest play is younger than this (seconds) is live: requests are now."""
@@ -29,8 +30,37 @@ SESSION_GAP = 30 * 60
 session (30 minutes, the usual inactivity threshold of session studies)."""
 
 
+RECENT_PLAYS = 10
+"""How many of the listener's newest plays an answer shows."""
+
+
 class UnknownId(MirkitError, LookupError):
     """A user or track id the shards do not know; the message says how to list them."""
+
+
+class BadRequest(MirkitError, ValueError):
+    """A request value out of range or unreadable (a time, k, a history too long)."""
+
+
+def parse_request_time(text: str | None) -> int | None:
+    """Epoch seconds of a request time given as ISO 8601 or as a number of seconds."""
+    if text is None:
+        return None
+    if text.strip().lstrip("-").isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(
+            f"{text!r} is not a time: give ISO 8601 (2009-05-01T18:00:00Z) or epoch seconds"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp())
+
+
+def iso_time(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -40,7 +70,8 @@ class Recommendation:
     artist: str
     title: str
     score: float
-    played: bool
+    played: bool  # in the listener's history
+    cold: bool  # no training plays: embedded from content, artist or album alone
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -69,6 +100,9 @@ class Recommender:
         self.user_rows = dict(zip(users["user_id"], users["user_idx"], strict=True))
         self.artists = self._by_id("artist")
         self.titles = self._by_id("title")
+        self.embeddable = ~(self.index.embeddings == 0).all(axis=1)
+        self.cold = self.embeddable & ~self.index.warm
+        self.play_counts = np.bincount(self.plays.items, minlength=self.index.n_items + 1)
         keys = {
             str(k).lower(): int(i)
             for k, i in zip(self.catalog["track_id"], self.catalog["item_id"], strict=True)
@@ -102,19 +136,22 @@ class Recommender:
         return slice(int(self.plays.indptr[u]), int(self.plays.indptr[u + 1]))
 
     def track(self, text: str) -> int:
-        """An item id from a track id (MusicBrainz) or "Artist - Title"."""
-        found = self.track_ids.get(text.strip().lower())
+        """An item id from a track id (MusicBrainz), "Artist - Title" or "#item_id"."""
+        text = text.strip()
+        if text.startswith("#") and text[1:].isdigit() and 0 < int(text[1:]) < len(self.artists):
+            return int(text[1:])
+        found = self.track_ids.get(text.lower())
         if found is None:
             raise UnknownId(
-                f"unknown track {text!r}: give a track id or 'Artist - Title' from "
-                f"{self.shards}/catalog.parquet (`mirkit similar --list-tracks --run "
+                f"unknown track {text!r}: give a track id, 'Artist - Title' or '#item_id' "
+                f"from {self.shards}/catalog.parquet (`mirkit similar --list-tracks --run "
                 f"{self.run.path}` lists them)"
             )
         return found
 
-    def describe(self, item_ids: np.ndarray) -> list[dict]:
+    def describe(self, item_ids: np.ndarray, times: np.ndarray | None = None) -> list[dict]:
         known = len(self.artists)
-        return [
+        rows = [
             {
                 "item_id": int(i),
                 "artist": self.artists[i] if i < known else "(unknown track)",
@@ -122,6 +159,9 @@ class Recommender:
             }
             for i in item_ids
         ]
+        for row, played in zip(rows, times if times is not None else [], strict=False):
+            row["played_at"] = iso_time(int(played))
+        return rows
 
     # --- what ---
     def played_at(self, user_id: str) -> np.ndarray:
@@ -147,15 +187,19 @@ class Recommender:
         exclude_seen: bool = False,
         times: list[np.ndarray] | None = None,
         at: list[int] | None = None,
+        among: np.ndarray | None = None,
     ) -> list[list[Recommendation]]:
         """The top-k of each history (item ids, oldest first) with its play `times`, for
         a request at `at` (both default to positions: one step after the last play), by
-        `SASRec.score`: the scores `mirkit eval` ranks by."""
+        `SASRec.score`: the scores `mirkit eval` ranks by. `among` [n_items + 1] bool:
+        only these items (exact scoring whatever the backend)."""
         history, played = self._padded(histories, times)
         request = torch.tensor(at, dtype=torch.int64) if at is not None else None
         exclude = [np.unique(h) for h in histories] if exclude_seen else None
-        if self.backend == "exact":
+        if self.backend == "exact" or among is not None:
             scores = self.user_tower.score(history, self.items, played, request)
+            if among is not None:
+                scores[:, torch.from_numpy(~among)] = float("-inf")
             top_scores, ids = self._top(scores, k, exclude)
         else:
             top_scores, ids = self._faiss_top(history, played, request, k, exclude)
@@ -217,27 +261,130 @@ class Recommender:
 
     def _rows(self, scores: np.ndarray, ids: np.ndarray, seen: set[int]) -> list[Recommendation]:
         return [
-            Recommendation(r + 1, int(i), self.artists[i], self.titles[i], float(s), int(i) in seen)
+            Recommendation(
+                r + 1,
+                int(i),
+                self.artists[i],
+                self.titles[i],
+                float(s),
+                int(i) in seen,
+                bool(self.cold[i]),
+            )
             for r, (s, i) in enumerate(zip(scores, ids, strict=True))
             if np.isfinite(s)
         ]
 
-    @torch.no_grad()
     def explain(self, item_ids: list[int]) -> dict[int, dict[str, float]]:
-        """Attention mass per modality of each item's fused embedding (loads the full
-        model and reads the items' content from the shards)."""
-        model = self.run.load_model()
-        wanted = set(item_ids)
-        holding = set(shards_holding(self.shards, wanted))
-        urls = [u for u in local_shard_urls(self.shards, self.manifest) if Path(u).name in holding]
-        out: dict[int, dict[str, float]] = {}
-        tabular = self.run.tabular(self.catalog)
-        for batch in catalogue_batches(urls, self.run.input_spec, 64, tabular):
-            keep = torch.tensor([int(i) in wanted for i in batch.item_ids])
-            if not keep.any():
-                continue
-            batch = batch.select(keep.nonzero()[:, 0])
-            _, mass = model.item_tower.encode(batch, explain=True)
-            for row, item in enumerate(batch.item_ids.tolist()):
-                out[item] = {kind: round(float(m[row]), 3) for kind, m in (mass or {}).items()}
-        return out
+        """Each item's attention mass per modality (stored in the index at build time:
+        the share of its id, audio, lyrics, cover... in its embedding)."""
+        kinds = self.index.meta["attention_kinds"]
+        rows = self.index.attention[np.asarray(item_ids, dtype=np.int64)]
+        masses = np.round(rows.astype(np.float64), 3)
+        return {
+            int(i): dict(zip(kinds, row.tolist(), strict=True))
+            for i, row in zip(item_ids, masses, strict=True)
+        }
+
+    # --- answers: what `recommend --json`, `similar --json` and the HTTP API return ---
+    def answer_for_user(
+        self,
+        user_id: str,
+        k: int = 10,
+        exclude_seen: bool = False,
+        at: int | None = None,
+        explain: bool = False,
+        among: np.ndarray | None = None,
+    ) -> dict:
+        """A known listener's recent plays and top-k for a request at `at` (default:
+        `default_request_time`), with why that time; `among`: only these items."""
+        _check_k(k)
+        plays, times = self.history(user_id), self.played_at(user_id)
+        why = "given"
+        if at is None:
+            at, why = self.default_request_time(times)
+        found = self.recommend([plays], k, exclude_seen, [times], [at], among)[0]
+        recent = self.describe(plays[::-1][:RECENT_PLAYS], times[::-1][:RECENT_PLAYS])
+        return self._answer(user_id, recent, found, [], explain) | {
+            "request_time": iso_time(at),
+            "request_time_reason": why,
+        }
+
+    def answer_for_history(
+        self, tracks: list[str], k: int = 10, exclude_seen: bool = False, explain: bool = False
+    ) -> dict:
+        """An ad-hoc listener: `tracks` (oldest first; track ids, 'Artist - Title' or
+        '#item_id') without times. Unknown tracks are read as new ones and listed."""
+        _check_k(k)
+        if len(tracks) > MAX_HISTORY:
+            raise BadRequest(f"a history of {len(tracks)} tracks: give at most {MAX_HISTORY}")
+        items, unknown = [], []
+        for text in tracks:
+            try:
+                items.append(self.track(text))
+            except UnknownId:
+                unknown.append(text)
+                items.append(self.index.n_items + 1)  # out of vocabulary
+        plays = np.asarray(items, dtype=np.int64)
+        found = self.recommend([plays], k, exclude_seen)[0]
+        recent = self.describe(plays[::-1][:RECENT_PLAYS])
+        return self._answer("the given history", recent, found, unknown, explain) | {
+            "request_time": None,
+            "request_time_reason": "one step after the last play (the history has no times)",
+        }
+
+    def _answer(self, who, recent, found, unknown, explain: bool) -> dict:
+        rows = [r.as_dict() for r in found]
+        if explain:
+            masses = self.explain([r["item_id"] for r in rows])
+            for row in rows:
+                row["attention"] = masses[row["item_id"]]
+        return {"user": who, "recent": recent, "recommendations": rows, "unknown": unknown}
+
+    def answer_similar(self, track: str, k: int = 10) -> dict:
+        _check_k(k)
+        item = self.track(track)
+        rows = [r.as_dict() for r in self.similar(item, k)]
+        return {"track": self.describe([item])[0], "similar": rows}
+
+    def track_detail(self, item_id: int) -> dict:
+        """What the catalogue and the index know of one item."""
+        row = self.catalog.filter(pl.col("item_id") == item_id).row(0, named=True)
+        modalities = {m: bool(row.get(f"has_{m}", False)) for m in ("audio", "lyrics", "cover")}
+        return {
+            "item_id": item_id,
+            "track_id": row["track_id"],
+            "artist": row["artist"],
+            "title": row["title"],
+            "album": row.get("album"),
+            "genre": row.get("genre"),
+            "modalities": modalities,
+            "cold": bool(self.cold[item_id]),
+            "embedded": bool(self.embeddable[item_id]),
+            "plays": int(self.play_counts[item_id]),
+            "attention": self.explain([item_id])[item_id],
+        }
+
+    def search(self, query: str, limit: int = 20) -> dict:
+        """Users whose id and tracks whose id, artist, title or album contain `query`
+        (case-insensitive), at most `limit` of each."""
+        needle = query.strip().lower()
+        if not needle:
+            raise BadRequest("an empty search: give part of a user id, artist or title")
+        users = [u for u in sorted(self.user_rows) if needle in u.lower()][:limit]
+        text = pl.concat_str(
+            [pl.col(c).fill_null("") for c in ("track_id", "artist", "title", "album")],
+            separator=" | ",
+        ).str.to_lowercase()
+        hits = self.catalog.filter(text.str.contains(needle, literal=True)).head(limit)
+        return {"users": users, "tracks": self.describe(hits["item_id"].to_numpy())}
+
+
+MAX_K = 1000
+"""The most recommendations one answer holds."""
+MAX_HISTORY = 10_000
+"""The most tracks an ad-hoc history may have (the user tower reads its newest ones)."""
+
+
+def _check_k(k: int) -> None:
+    if not 1 <= k <= MAX_K:
+        raise BadRequest(f"k={k} is out of range: give 1 to {MAX_K}")

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from mirkit import log
-from mirkit.recommend import UnknownId
+from mirkit.recommend import parse_request_time
 
 stdout = Console()
 
@@ -61,7 +59,7 @@ def _table(title: str, rows: list[dict], columns: list[str]) -> Table:
 
 def _cell(value) -> str:
     if isinstance(value, bool):
-        return "played" if value else ""
+        return "yes" if value else ""
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
@@ -122,85 +120,50 @@ def recommend(
         click.echo("\n".join(sorted(rec.user_rows)))
         return
     if users_file is not None:
-        _batch(rec, users_file, out, k, exclude_seen, loaded, _request_time(at))
+        _batch(rec, users_file, out, k, exclude_seen, loaded, parse_request_time(at))
         return
     if (user_id is None) == (history is None):
         raise click.UsageError("give a USER_ID or --history (or --users FILE --out F)")
     if history is not None:
-        items, unknown = [], []
-        for text in history.split(","):
-            try:
-                items.append(rec.track(text))
-            except UnknownId:
-                unknown.append(text)
-                items.append(rec.index.n_items + 1)  # out of vocabulary
-        plays = np.asarray(items, dtype=np.int64)
-        who, times, when = "the given history", None, None
-        asked, why = None, "one step after the last play (the history has no times)"
+        tracks = history.split(",")
+        answer = rec.answer_for_history(tracks, k, exclude_seen, explain)
     else:
-        plays, unknown, who = rec.history(user_id), [], user_id
-        times = [rec.played_at(user_id)]
-        asked, why = _request_time(at), "given (--at)"
-        if asked is None:
-            asked, why = rec.default_request_time(times[0])
-        when = [asked]
-    recommendations = rec.recommend([plays], k, exclude_seen, times, when)[0]
+        tracks = rec.history(user_id)
+        answer = rec.answer_for_user(user_id, k, exclude_seen, parse_request_time(at), explain)
     answered = time.perf_counter()
-    rows = [r.as_dict() for r in recommendations]
-    if explain:
-        masses = rec.explain([r["item_id"] for r in rows])
-        for row in rows:
-            row["attention"] = masses.get(row["item_id"], {})
-    recent = rec.describe(plays[-10:][::-1])
     if as_json:
-        click.echo(
-            json.dumps(
-                {"user": who, "recent": recent, "recommendations": rows, "unknown": unknown},
-                indent=1,
-            )
-        )
+        click.echo(json.dumps(answer, indent=1))
         return
-    stdout.print(_table(f"Recent plays of {who} (newest first)", recent, ["artist", "title"]))
-    columns = ["rank", "artist", "title", "score", "played"]
-    if explain:
-        for row in rows:
-            row["attention"] = ", ".join(f"{m} {v:.2f}" for m, v in row["attention"].items())
-        columns.append("attention")
-    stdout.print(_table(f"Top {k} for {who}", rows, columns))
+    _print_answer(answer, k, explain)
+    when, why = answer["request_time"], answer["request_time_reason"]
+    rows = answer["recommendations"]
     log.summary(
         "recommend",
         [
             ("run", run_path),
-            ("history length", len(plays)),
-            ("request time", f"{_iso(asked)}: {why}" if asked is not None else why),
-            ("unknown tracks (treated as new)", len(unknown)),
+            ("history length", len(tracks)),
+            ("request time", f"{when}: {why}" if when is not None else why),
+            ("unknown tracks (treated as new)", len(answer["unknown"])),
             ("already played in the top-K", sum(r["played"] for r in rows)),
+            ("cold tracks (no training plays) in the top-K", sum(r["cold"] for r in rows)),
             ("seconds to load the user tower and index", round(loaded - started, 2)),
             ("seconds to answer", round(answered - loaded, 3)),
         ],
     )
 
 
-def _request_time(text: str | None) -> int | None:
-    """Epoch seconds of an --at value (ISO 8601, or a number of seconds)."""
-    if text is None:
-        return None
-    if text.strip().lstrip("-").isdigit():
-        return int(text)
-    try:
-        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not a time: give ISO 8601 (2009-05-01T18:00:00Z) or epoch seconds",
-            param_hint="--at",
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp())
-
-
-def _iso(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+def _print_answer(answer: dict, k: int, explain: bool) -> None:
+    who, recent, rows = answer["user"], answer["recent"], answer["recommendations"]
+    timed = ["played_at"] if recent and "played_at" in recent[0] else []
+    stdout.print(
+        _table(f"Recent plays of {who} (newest first)", recent, ["artist", "title", *timed])
+    )
+    columns = ["rank", "artist", "title", "score", "played", "cold"]
+    if explain:
+        for row in rows:
+            row["attention"] = ", ".join(f"{m} {v:.2f}" for m, v in row["attention"].items())
+        columns.append("attention")
+    stdout.print(_table(f"Top {k} for {who}", rows, columns))
 
 
 def _batch(rec, users_file: Path, out: Path | None, k, exclude_seen, loaded, at: int | None):
@@ -251,10 +214,10 @@ def similar(
         return
     if track is None:
         raise click.UsageError("give a TRACK (a track id or 'Artist - Title')")
-    item = rec.track(track)
-    rows = [r.as_dict() for r in rec.similar(item, k)]
+    answer = rec.answer_similar(track, k)
     if as_json:
-        click.echo(json.dumps({"track": rec.describe([item])[0], "similar": rows}, indent=1))
+        click.echo(json.dumps(answer, indent=1))
         return
-    name = f"{rec.artists[item]} - {rec.titles[item]}"
-    stdout.print(_table(f"Nearest to {name}", rows, ["rank", "artist", "title", "score"]))
+    name = f"{answer['track']['artist']} - {answer['track']['title']}"
+    columns = ["rank", "artist", "title", "score", "cold"]
+    stdout.print(_table(f"Nearest to {name}", answer["similar"], columns))
