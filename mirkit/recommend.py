@@ -297,17 +297,38 @@ class Recommender:
     ) -> dict:
         """A known listener's recent plays and top-k for a request at `at` (default:
         `default_request_time`), with why that time; `among`: only these items."""
+        return self.answers_for_users([user_id], k, exclude_seen, [at], explain, among)[0]
+
+    def answers_for_users(
+        self,
+        user_ids: list[str],
+        k: int = 10,
+        exclude_seen: bool = False,
+        at: list[int | None] | None = None,
+        explain: bool = False,
+        among: np.ndarray | None = None,
+    ) -> list[dict]:
+        """`answer_for_user` of several listeners, scored as one batch (what a server
+        does with concurrent requests)."""
         _check_k(k)
-        plays, times = self.history(user_id), self.played_at(user_id)
-        why = "given"
-        if at is None:
-            at, why = self.default_request_time(times)
-        found = self.recommend([plays], k, exclude_seen, [times], [at], among)[0]
-        recent = self.describe(plays[::-1][:RECENT_PLAYS], times[::-1][:RECENT_PLAYS])
-        return self._answer(user_id, recent, found, [], explain) | {
-            "request_time": iso_time(at),
-            "request_time_reason": why,
-        }
+        plays = [self.history(u) for u in user_ids]
+        times = [self.played_at(u) for u in user_ids]
+        asked = at if at is not None else [None] * len(user_ids)
+        when = [
+            (t, "given") if t is not None else self.default_request_time(played)
+            for t, played in zip(asked, times, strict=True)
+        ]
+        found = self.recommend(plays, k, exclude_seen, times, [t for t, _ in when], among)
+        answers = []
+        for user, items, played, rows, (t, why) in zip(
+            user_ids, plays, times, found, when, strict=True
+        ):
+            recent = self.describe(items[::-1][:RECENT_PLAYS], played[::-1][:RECENT_PLAYS])
+            answers.append(
+                self._answer(user, recent, rows, [], explain)
+                | {"request_time": iso_time(t), "request_time_reason": why}
+            )
+        return answers
 
     def answer_for_history(
         self, tracks: list[str], k: int = 10, exclude_seen: bool = False, explain: bool = False

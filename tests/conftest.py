@@ -79,3 +79,17 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory):
     BertModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory, tokenizer
+
+
+@pytest.fixture(scope="session")
+def indexed_run(tiny_shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A multimodal run on the tiny shards (2 short epochs) and its index."""
+    from mirkit.index import build_index
+    from mirkit.runs import TrainedRun
+    from mirkit_train.train import train
+    from tests.test_train import config
+
+    run = tmp_path_factory.mktemp("indexed") / "run"
+    train(config(tiny_shards, run, epochs=2, max_steps_per_epoch=6))
+    build_index(TrainedRun.open(run))
+    return run

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -32,15 +31,6 @@ from mirkit.shards.build import build_shards
 from mirkit_train.config import TrainConfig
 from mirkit_train.train import train
 from tests.conftest import corpus_inputs, options
-from tests.test_train import config
-
-
-@pytest.fixture(scope="module")
-def indexed_run(tiny_shards, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("indexed") / "run"
-    train(config(tiny_shards, run, epochs=2, max_steps_per_epoch=6))
-    build_index(TrainedRun.open(run))
-    return run
 
 
 def invoke(*args: str):

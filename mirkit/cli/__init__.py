@@ -11,6 +11,7 @@ from mirkit.cli.doctor import doctor
 from mirkit.cli.eval import evaluate, runs
 from mirkit.cli.index import index
 from mirkit.cli.recommend import recommend, similar
+from mirkit.cli.serve import serve
 from mirkit.cli.shards import shards
 from mirkit.cli.synth import synth
 from mirkit.cli.train import train
@@ -58,6 +59,7 @@ main.add_command(train)
 main.add_command(index)
 main.add_command(recommend)
 main.add_command(similar)
+main.add_command(serve)
 main.add_command(evaluate)
 main.add_command(runs)
 main.add_command(doctor)

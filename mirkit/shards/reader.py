@@ -48,13 +48,19 @@ def decode_sample(sample: dict[str, bytes | str]) -> dict:
     return out
 
 
-def shards_holding(shards_dir: Path, item_ids: set[int]) -> list[str]:
-    """Names of the shards that hold any of `item_ids`, from the per-shard stats files
+def item_shards(shards_dir: Path) -> dict[int, str]:
+    """The name of the shard that holds each item id, from the per-shard stats files
     (the manifest keeps only each shard's id range, and items are shuffled across
     shards)."""
-    names = []
+    holder = {}
     for stats_file in sorted((shards_dir / layout.ITEMS).glob("*.stats.json")):
         stats = json.loads(stats_file.read_text())
-        if any(entry["item_id"] in item_ids for entry in stats["items"]):
-            names.append(stats["name"])
-    return names
+        holder |= {entry["item_id"]: stats["name"] for entry in stats["items"]}
+    return holder
+
+
+def member_extents(path: Path) -> dict[str, tuple[int, int]]:
+    """{member name: (byte offset of its data, size)} of a tar shard: a sample's field can
+    then be read with one seek, without reading the shard through."""
+    with tarfile.open(path, "r") as tar:
+        return {m.name: (m.offset_data, m.size) for m in tar if m.isfile()}

@@ -1,0 +1,75 @@
+"""`mirkit serve`: the HTTP API and web page of a trained, indexed run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from mirkit import log
+
+
+@click.command()
+@click.option(
+    "--run",
+    "run_path",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="A trained and indexed run (mirkit train, mirkit index).",
+)
+@click.option(
+    "--shards",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Default: the shards the run was trained on.",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 exposes the server to your network.",
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--audio-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="The audio files the shards were built from: the page plays them.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["exact", "faiss"]),
+    default="exact",
+    show_default=True,
+    help="Exact top-K, or FAISS (approximate; for very large catalogues).",
+)
+def serve(
+    run_path: Path, shards: Path | None, host: str, port: int, audio_dir: Path | None, backend: str
+) -> None:
+    """Serve a run's recommendations: a JSON API under /api/v1 and a web page at /."""
+    import torch
+    import uvicorn
+
+    from mirkit.recommend import Recommender
+    from mirkit.serve.app import create_app
+
+    started = time.perf_counter()
+    torch.set_num_threads(1)  # requests are batched; threads would fight over the cores
+    app = create_app(Recommender(run_path, shards, backend), audio_dir)
+    service = app.state.service
+    audio = f"{len(service.audio.path_of)} files" if service.audio else "none (--audio-dir)"
+    log.summary(
+        "serve",
+        [
+            ("run", run_path),
+            ("page", f"http://{host}:{port}/"),
+            ("API", f"http://{host}:{port}/api/v1/run"),
+            ("listeners", len(service.rec.user_rows)),
+            ("tracks", service.rec.index.n_items),
+            ("audio", audio),
+            ("seconds to load", round(time.perf_counter() - started, 2)),
+            ("stop", "Ctrl-C"),
+        ],
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,1 @@
+"""`mirkit serve`: an HTTP API and a web page over a trained run and its index."""
