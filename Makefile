@@ -18,7 +18,7 @@ DEFAULT_LISTENER := $(if $(filter tiny,$(PRESET)),user_000001,user_000232)
 LISTENER := $(if $(filter command line,$(origin USER)),$(USER),$(DEFAULT_LISTENER))
 TIMED := tools/timed.sh runs/$(PRESET)-stages.tsv
 
-.PHONY: setup test lint data shards train index eval recommend demo bench clean-data
+.PHONY: setup test lint data shards train index eval recommend serve demo bench clean-data
 
 setup: $(VENV)/.synced
 
@@ -73,6 +73,11 @@ $(RUN)/eval-test.json: $(RUN)/index.h5 $(RUN_IDS)/index.h5 | setup
 
 recommend: $(RUN)/index.h5 | setup
 	$(BIN)/mirkit recommend $(LISTENER) --run $(RUN)
+
+# the page and API at http://127.0.0.1:$(PORT)/ (Ctrl-C stops it)
+PORT ?= 8000
+serve: $(RUN)/index.h5 | setup
+	$(BIN)/mirkit serve --run $(RUN) --audio-dir $(DATA)/audio --port $(PORT)
 
 # The whole job on the demo corpus, offline; re-running reuses what is already built.
 demo: $(RUN)/eval-test.json $(DATA)/oracle.json | setup

@@ -61,6 +61,7 @@ def main(preset: str) -> None:
     )
     for stage in ("corpus", "shards", "train-ids", "train", "index", "eval"):
         rows.append((f"time: {stage}", times.get(stage, "reused (built before)")))
+    rows.append(("look and listen", f"make serve{'' if preset == 'demo' else f' PRESET={preset}'}"))
     log.summary(f"make demo ({preset})", rows)
 
 
