@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from mirkit.cli import main
-from mirkit.data.content import local_shard_urls
+from mirkit.data.content import catalogue_batches, local_shard_urls
 from mirkit.data.plays import SplitConfig, make_split
 from mirkit.errors import UnreadableFile
 from mirkit.evaluation import model_scores
@@ -53,6 +53,28 @@ def test_index_round_trip_matches_the_model(indexed_run, tiny_shards):
     index.save(copy)
     again = ItemIndex.load(copy)
     assert np.array_equal(again.embeddings, index.embeddings) and again.meta == index.meta
+
+
+def test_the_index_stores_what_the_model_explains(indexed_run, tiny_shards):
+    """`--explain` reads the index; what it reads is the full model's attention per
+    modality for the same items, and the index's warm mask is the model's."""
+    run = TrainedRun.open(indexed_run)
+    model = run.load_model()
+    manifest, catalog = run.check_shards(tiny_shards)
+    rec = Recommender(indexed_run)
+    urls = local_shard_urls(tiny_shards, manifest)
+    batch = next(iter(catalogue_batches(urls, run.input_spec, 8, run.tabular(catalog))))
+    with torch.no_grad():
+        _, mass = model.item_tower.encode(batch, explain=True)
+    stored = rec.explain(batch.item_ids.tolist())
+    for row, item in enumerate(batch.item_ids.tolist()):
+        assert stored[item].keys() == mass.keys()
+        for kind, share in mass.items():
+            assert abs(stored[item][kind] - float(share[row])) < 1e-3, (item, kind)
+        assert abs(sum(stored[item].values()) - 1) < 0.01
+    warm = model.item_tower.warm.numpy()[: run.n_items + 1]
+    assert np.array_equal(rec.index.warm[1:], warm[1:]) and not rec.index.warm[0]
+    assert np.array_equal(rec.cold[1:], ~warm[1:])  # every tiny item has content
 
 
 def test_an_index_from_another_model_or_other_shards_is_refused(indexed_run, tiny_shards, tmp_path):

@@ -44,8 +44,22 @@ from mirkit import log
     show_default=True,
     help="Exact top-K, or FAISS (approximate; for very large catalogues).",
 )
+@click.option(
+    "--max-batch",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Listeners' requests that arrive together are scored as one batch of up to this "
+    "many (1: one at a time).",
+)
 def serve(
-    run_path: Path, shards: Path | None, host: str, port: int, audio_dir: Path | None, backend: str
+    run_path: Path,
+    shards: Path | None,
+    host: str,
+    port: int,
+    audio_dir: Path | None,
+    backend: str,
+    max_batch: int,
 ) -> None:
     """Serve a run's recommendations: a JSON API under /api/v1 and a web page at /."""
     import torch
@@ -56,7 +70,7 @@ def serve(
 
     started = time.perf_counter()
     torch.set_num_threads(1)  # requests are batched; threads would fight over the cores
-    app = create_app(Recommender(run_path, shards, backend), audio_dir)
+    app = create_app(Recommender(run_path, shards, backend), audio_dir, max_batch)
     service = app.state.service
     audio = f"{len(service.audio.path_of)} files" if service.audio else "none (--audio-dir)"
     log.summary(

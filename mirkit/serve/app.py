@@ -43,11 +43,11 @@ log = logging.getLogger(__name__)
 class Service:
     """What the routes share: the recommender, the media readers and the batcher."""
 
-    def __init__(self, rec: Recommender, audio_dir: Path | None = None):
+    def __init__(self, rec: Recommender, audio_dir: Path | None = None, max_batch: int = 64):
         self.rec = rec
         self.media = ShardMedia(rec.shards)
         self.audio = AudioFiles(audio_dir, rec.catalog) if audio_dir is not None else None
-        self.listeners = Coalescer(self._answer_batch)
+        self.listeners = Coalescer(self._answer_batch, max_batch)
 
     def _answer_batch(self, key: tuple, requests: list[tuple[str, int | None]]) -> list[dict]:
         k, exclude_seen, explain = key
@@ -229,7 +229,7 @@ async def _bug(request: Request, err: Exception) -> Response:
     return _error(500, f"internal error ({type(err).__name__}): this is a bug in mirkit serve")
 
 
-def create_app(rec: Recommender, audio_dir: Path | None = None) -> Starlette:
+def create_app(rec: Recommender, audio_dir: Path | None = None, max_batch: int = 64) -> Starlette:
     routes = [
         Route("/", page),
         Route(f"{API}/run", run_identity),
@@ -253,5 +253,5 @@ def create_app(rec: Recommender, audio_dir: Path | None = None) -> Starlette:
             Exception: _bug,
         },
     )
-    app.state.service = Service(rec, audio_dir)
+    app.state.service = Service(rec, audio_dir, max_batch)
     return app
