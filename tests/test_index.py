@@ -77,6 +77,18 @@ def test_the_index_stores_what_the_model_explains(indexed_run, tiny_shards):
     assert np.array_equal(rec.cold[1:], ~warm[1:])  # every tiny item has content
 
 
+def test_an_index_of_the_older_format_is_refused_with_the_rebuild_command(indexed_run, tmp_path):
+    import h5py
+
+    old = tmp_path / "old-run"
+    shutil.copytree(indexed_run, old)
+    with h5py.File(old / INDEX_FILE, "a") as f:  # format 1 had no attention or warm mask
+        f.attrs["format_version"] = 1
+        del f["attention"], f["warm"]
+    result = invoke("recommend", "user_000001", "--run", old, "--explain")
+    assert result.exit_code == 1 and f"mirkit index --run {old}" in result.output
+
+
 def test_an_index_from_another_model_or_other_shards_is_refused(indexed_run, tiny_shards, tmp_path):
     other = tmp_path / "other-run"
     shutil.copytree(indexed_run, other)
