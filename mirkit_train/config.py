@@ -54,6 +54,11 @@ class TrainConfig:
         True, "Items share learned rows with the other tracks of their artist and album "
         "(normalised names from the catalogue), so a new track starts near its artist's."
     )  # fmt: skip
+    content_for: str = option(
+        "all", "Which items' embeddings read content: all (a warm item's id part plus its "
+        "content part) or cold (a warm item keeps its trained id row; content stands in "
+        "where there is none)."
+    )  # fmt: skip
     split: str = option("leave-one-out", "leave-one-out or global-time.")
     drop_repeats: bool = option(False, "Drop back-to-back repeats of a track from the plays.")
     k_core: int = option(0, "Keep only users and items with at least k plays (0: all).")

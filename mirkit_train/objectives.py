@@ -137,7 +137,9 @@ def parts_without_gradient(model: TwoTower, path: str, loss: str) -> tuple[str, 
     parameter to get a gradient): the repeat and freshness parts learn from the full
     softmax only, the one loss that scores the history's tracks and every item's age; the
     cold scale (the length of content-only embeddings) has nothing to learn from when
-    every item has an artist or album (its rows stand in for a missing id)."""
+    every item has an artist or album (its rows stand in for a missing id), nor the
+    content weight with content for cold items only and no artist or album rows (an id
+    then counts only where it is the item's own row)."""
     fixed = []
     if (path, loss) != ("user-major", "full-softmax"):
         tower = model.user_tower
@@ -145,9 +147,13 @@ def parts_without_gradient(model: TwoTower, path: str, loss: str) -> tuple[str, 
             f"user_tower.{n}" for n in ("repeat", "freshness") if getattr(tower, n) is not None
         ]
     table = model.item_tower.id_table
-    if hasattr(model.item_tower, "log_cold_scale") and isinstance(table, CatalogueEmbedding):
+    grouped = isinstance(table, CatalogueEmbedding)
+    if hasattr(model.item_tower, "log_cold_scale") and grouped:
         ids = torch.arange(1, model.n_items + 1, device=table.weight.device)
         fixed += ["item_tower.log_cold_scale"] if bool(table.grouped(ids).all()) else []
+    if hasattr(model.item_tower, "log_content_weight") and not grouped:
+        # with content for cold items only, an id counts only where it is the item's own
+        fixed += ["item_tower.log_content_weight"] if model.config.content_for == "cold" else []
     return tuple(fixed)
 
 

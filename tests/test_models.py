@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from mirkit.baselines import last_played, popularity, user_most_played
+from mirkit.errors import OptionError
 from mirkit.metrics import rank_in_blocks
 from mirkit.models.config import PRESETS, TextConfig
 from mirkit.models.item_tower import ItemBatch
@@ -386,3 +387,24 @@ def test_warm_items_are_their_id_row_plus_weighted_content():
         assert torch.allclose(m.items(b), content, atol=1e-5)
         tower.log_cold_scale.fill_(math.log(0.5))  # at the learned cold scale
         assert torch.allclose(m.items(b), 0.5 * content, atol=1e-5)
+
+
+def test_content_for_cold_items_keeps_warm_items_at_their_id_row():
+    """content_for="cold": a warm item is its trained id row alone (the id-only model's
+    embedding, whatever the content says); a cold item is its content; explanations
+    give warm items all to the id."""
+    m = model(content_for="cold")
+    b = batch()
+    tower = m.item_tower.eval()
+    tower.set_warm_items(torch.tensor([1, 2, 3]))  # 4..6 cold
+    with torch.no_grad():
+        content, _ = tower.content_part(b)
+        own = F.normalize(tower.id_table(b.item_ids), dim=-1)
+        items, mass = tower.encode(b, explain=True)
+        assert torch.allclose(items[:3], own[:3], atol=1e-6)
+        assert torch.allclose(items[3:], content[3:], atol=1e-5)
+        assert torch.allclose(mass["id"], torch.tensor([1.0, 1, 1, 0, 0, 0]))
+        tower.log_content_weight.fill_(3.0)  # the content weight no longer reaches warm items
+        assert torch.allclose(m.items(b)[:3], own[:3], atol=1e-6)
+    with pytest.raises(OptionError, match="choose all or cold"):
+        model(content_for="warm")

@@ -32,6 +32,7 @@ def benchmarks(preset: str) -> dict[str, list[str]]:
         "loader": [*py, "-m", "tools.bench_loader", "--shards", shards, "--covers", covers],
         "ranks": [*py, "-m", "tools.bench_train", "--shards", shards],
         "index": [*py, "-m", "tools.bench_index", "--run", f"runs/{preset}"],
+        "serve": [*py, "tools/bench_serve.py", "--run", f"runs/{preset}"],
         "seqrec-lastfm": [
             *py,
             "tools/reproduce_seqrec.py",

@@ -1,20 +1,21 @@
 """A bounded load test of `mirkit serve`: requests/s and p50/p99 latency of the
 recommend endpoint from 1, 8 and 32 concurrent clients on localhost.
 
-    .venv/bin/python tools/bench_serve.py --run runs/demo [--requests 2000] [--json F]
+    .venv/bin/python tools/bench_serve.py --run runs/demo [--requests 3000] [--max-batch 64,1]
 
 The server is started as its own process (`mirkit serve`, as a user runs it); each
 client is a keep-alive HTTP/1.1 connection (asyncio streams in one client process) that
 sends its next request when the last one is answered. Listeners are taken in turn
 through all the run's users, so no answer repeats a recent one. Any response other than
-200 counts as an error. `--max-batch 1` turns request batching off, for comparison.
+200 counts as an error. `--max-batch 64,1` measures the server with request batching
+(the default, 64) and without it (1). The table goes to stdout (markdown, for
+BENCHMARKS.md), a summary per run to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import socket
 import subprocess
 import sys
@@ -81,33 +82,26 @@ async def load(port: int, paths: list[str], clients: int) -> tuple[list[float], 
     return latencies, errors, time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, default=Path("runs/demo"))
-    parser.add_argument("--requests", type=int, default=2000, help="per concurrency level")
-    parser.add_argument("--clients", default="1,8,32", help="concurrency levels")
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--max-batch", type=int, default=64, help="1: no request batching")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    args = parser.parse_args()
-    log.configure(0)
+def measure(run: Path, max_batch: int, levels: list[int], requests: int, k: int) -> list[dict]:
+    """One server with `max_batch`; a row per concurrency level."""
     from mirkit.recommend import Recommender
 
-    users = sorted(Recommender(args.run).user_rows)
+    users = sorted(Recommender(run).user_rows)
     port = free_port()
-    server = start_server(args.run, port, args.max_batch)
-    results = []
+    server = start_server(run, port, max_batch)
+    rows = []
     try:
-        for clients in [int(c) for c in args.clients.split(",")]:
+        for clients in levels:
             paths = [
-                f"/api/v1/users/{users[i % len(users)]}/recommendations?k={args.k}"
-                for i in range(args.requests)
+                f"/api/v1/users/{users[i % len(users)]}/recommendations?k={k}"
+                for i in range(requests)
             ]
             asyncio.run(load(port, paths[: 4 * clients], clients))  # warm-up
             latencies, errors, seconds = asyncio.run(load(port, paths, clients))
             ms = np.asarray(latencies) * 1000
-            results.append(
+            rows.append(
                 {
+                    "max batch": max_batch,
                     "clients": clients,
                     "requests": len(paths),
                     "requests/s": round(len(paths) / seconds, 1),
@@ -117,13 +111,31 @@ def main() -> None:
                     "errors": len(errors),
                 }
             )
+            log.summary(f"mirkit serve, max batch {max_batch}, {clients} clients", rows[-1].items())
     finally:
         server.terminate()
         server.wait(timeout=30)
-    for row in results:
-        log.summary(f"mirkit serve, {row['clients']} concurrent clients", list(row.items()))
-    if args.json:
-        args.json.write_text(json.dumps({"max_batch": args.max_batch, "results": results}))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, default=Path("runs/demo"))
+    parser.add_argument("--requests", type=int, default=3000, help="per concurrency level")
+    parser.add_argument("--clients", default="1,8,32", help="concurrency levels")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--max-batch", default="64,1", help="server settings (1: no batching)")
+    args = parser.parse_args()
+    log.configure(0)
+    levels = [int(c) for c in args.clients.split(",")]
+    rows = []
+    for max_batch in [int(b) for b in args.max_batch.split(",")]:
+        rows += measure(args.run, max_batch, levels, args.requests, args.k)
+    print("| " + " | ".join(rows[0]) + " |")
+    print("|" + "---:|" * len(rows[0]))
+    for row in rows:
+        cells = [f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

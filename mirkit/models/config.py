@@ -51,6 +51,11 @@ class ModelConfig:
     n_tabular: int = 0
     id_dropout: float = 0.3
     """Probability of hiding an item's id token in training, so content carries the load."""
+    content_for: str = "all"
+    """Which items' embeddings read content: "all" (a warm item's id part plus its content
+    part) or "cold" (a warm item is its trained id row alone, as in DropoutNet and ALDI;
+    content stands in where there is no trained id: cold items, and dropped ids in
+    training)."""
     share_id_table: bool = True
     """One id table for the user tower's inputs and the item tower's id token."""
     user_blocks: int = 2
@@ -83,6 +88,8 @@ class ModelConfig:
                 f"modalities {sorted(unknown) or '(none)'} are not known; "
                 f"choose from {', '.join(MODALITIES)}"
             )
+        if self.content_for not in ("all", "cold"):
+            raise OptionError(f"--content-for {self.content_for!r}: choose all or cold")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -186,37 +186,50 @@ class ItemTower(nn.Module):
             mass[kind] = weights[:, 0, columns].sum(dim=1)
         return content, mass
 
-    def id_part(self, item_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The id rows [M, dim] (unit vectors) and where they count [M] (1.0: warm and,
-        in training, not dropped). With artists and albums (`CatalogueEmbedding`) a cold
-        or dropped item's row is its artist's and album's, and counts if it has one."""
+    def id_part(self, item_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The id rows [M, dim] (unit vectors), where they count [M] and where the item's
+        own trained row is in them [M] (1.0: warm and, in training, not dropped). With
+        artists and albums (`CatalogueEmbedding`) a cold or dropped item's row is its
+        artist's and album's, and counts if it has one."""
         ids = item_ids.clamp(max=self.warm.shape[0] - 1)
-        keep = self.warm[ids].float()
+        owned = self.warm[ids].float()
         if self.training and self.content_modalities and self.config.id_dropout > 0:
-            keep = keep * (torch.rand(len(ids), device=ids.device) >= self.config.id_dropout)
+            owned = owned * (torch.rand(len(ids), device=ids.device) >= self.config.id_dropout)
+        keep = owned
         if isinstance(self.id_table, CatalogueEmbedding):
-            rows = self.id_table(ids, own=keep)
-            keep = torch.maximum(keep, self.id_table.grouped(ids).float())
+            rows = self.id_table(ids, own=owned)
+            keep = torch.maximum(owned, self.id_table.grouped(ids).float())
         else:
             rows = self.id_table(ids)
-        return F.normalize(rows, dim=-1), keep
+        return F.normalize(rows, dim=-1), keep, owned
 
-    def combine(self, own: torch.Tensor, keep: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
-        """The item embeddings [M, dim]: normalise(id part + w * content part) where the
-        id counts, the content part times the learned cold scale where it does not."""
+    def combine(
+        self, own: torch.Tensor, keep: torch.Tensor, owned: torch.Tensor, content: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(item embeddings [M, dim], the content part's share in each [M]): normalise(id
+        part + w * content part) where the id counts, the content part times the learned
+        cold scale where it does not; with `content_for="cold"` an item with its own
+        trained row is that row alone."""
         alpha = self.log_content_weight.exp()
-        mixed = F.normalize(own.to(content.dtype) + alpha * content, dim=-1)
+        own = own.to(content.dtype)
+        mixed = F.normalize(own + alpha * content, dim=-1)
+        share = alpha / (keep + alpha)
+        if self.config.content_for == "cold":
+            mixed = torch.where(owned[:, None] > 0, own, mixed)
+            share = torch.where(owned > 0, torch.zeros_like(share), share)
         keep = keep[:, None].to(content.dtype)
-        return keep * mixed + (1 - keep) * self.log_cold_scale.exp() * content
+        return keep * mixed + (1 - keep) * self.log_cold_scale.exp() * content, share
 
     def with_parts(
         self, batch: ItemBatch, explain: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict | None]:
-        """(embeddings, content part, id part, where the id counts, attention mass) of a
-        model with content and ids: the training loss needs the parts as well."""
-        own, keep = self.id_part(batch.item_ids)
+        """(embeddings, content part, id part, the content's share in each embedding,
+        attention mass) of a model with content and ids: the training loss needs the
+        parts as well."""
+        own, keep, owned = self.id_part(batch.item_ids)
         content, mass = self.content_part(batch, explain)
-        return self.combine(own, keep, content), content, own, keep, mass
+        embeddings, share = self.combine(own, keep, owned, content)
+        return embeddings, content, own, share, mass
 
     def encode(
         self, batch: ItemBatch, explain: bool = False
@@ -226,13 +239,11 @@ class ItemTower(nn.Module):
         if self.id_table is None:
             return self.content_part(batch, explain)
         if self.ids_only:
-            own, keep = self.id_part(batch.item_ids)
+            own, keep, _ = self.id_part(batch.item_ids)
             return own, {"id": torch.ones_like(keep)} if explain else None
-        embedding, _, _, keep, mass = self.with_parts(batch, explain)
+        embedding, _, _, content_share, mass = self.with_parts(batch, explain)
         if not explain:
             return embedding, None
-        alpha = self.log_content_weight.exp()
-        content_share = alpha / (keep + alpha)
         shares = {kind: m * content_share for kind, m in mass.items()}
         return embedding, {"id": 1 - content_share} | shares
 
