@@ -120,7 +120,7 @@ def check_disk(directory: Path) -> Check:
 
 
 def check_shards_and_run(shards: Path | None, run: Path | None) -> list[Check]:
-    from mirkit.runs import RunError, TrainedRun
+    from mirkit.serving.runs import RunError, TrainedRun
     from mirkit.shards.manifest import ShardsError, load_manifest
 
     checks = []

@@ -4,7 +4,7 @@ The model's ranks come from `mirkit.evaluation.model_ranks` and the baselines' f
 `mirkit.evaluation.baseline_ranks`, the functions `mirkit eval` uses, so validation and
 test numbers are the same computation on other rows. The baselines do not change while
 training, so they are ranked once. With several ranks each ranks 1/W of the targets (the
-catalogue table, embedded 1/W per rank by `mirkit.index.embed_catalogue`, is summed by
+catalogue table, embedded 1/W per rank by `mirkit.serving.index.embed_catalogue`, is summed by
 the loop); the ranks are gathered so that every rank holds the same report."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import torch
 
 from mirkit.data.plays import Split
 from mirkit.distributed import ONE_PROCESS, World, all_gather_objects
-from mirkit.evaluation import Targets, baseline_ranks, model_ranks, targets_of
-from mirkit.metrics import ranking_report
+from mirkit.evaluation.metrics import ranking_report
+from mirkit.evaluation.protocol import Targets, baseline_ranks, model_ranks, targets_of
 from mirkit.models.two_tower import TwoTower
 
 KS = (10, 20, 50)

@@ -47,9 +47,9 @@ from mirkit.distributed import (
     weights_checksum,
 )
 from mirkit.files import load_weights
-from mirkit.index import embed_catalogue, embeddable_items
 from mirkit.models.config import ModelConfig
 from mirkit.models.two_tower import TwoTower
+from mirkit.serving.index import embed_catalogue, embeddable_items
 from mirkit.shards.manifest import load_manifest
 from mirkit.shards.verify import shard_file_problem
 from mirkit_train.config import TrainConfig

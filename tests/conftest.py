@@ -84,8 +84,8 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def indexed_run(tiny_shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A multimodal run on the tiny shards (2 short epochs) and its index."""
-    from mirkit.index import build_index
-    from mirkit.runs import TrainedRun
+    from mirkit.serving.index import build_index
+    from mirkit.serving.runs import TrainedRun
     from mirkit_train.train import train
     from tests.test_train import config
 

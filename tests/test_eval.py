@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from mirkit.cli import main
 from mirkit.data.plays import PlayArrays, SplitConfig, make_split
-from mirkit.evaluation import (
+from mirkit.evaluation.metrics import target_ranks
+from mirkit.evaluation.protocol import (
     BASELINES,
     Targets,
     baseline_ranks,
@@ -21,9 +22,8 @@ from mirkit.evaluation import (
     sampled_ranks,
     slices,
 )
-from mirkit.index import INDEX_FILE, ItemIndex
-from mirkit.metrics import target_ranks
-from mirkit.runs import TrainedRun
+from mirkit.serving.index import INDEX_FILE, ItemIndex
+from mirkit.serving.runs import TrainedRun
 from mirkit_train.train import train
 from tests.test_train import config
 
@@ -136,7 +136,7 @@ def test_cold_slice_items_have_no_training_plays(two_runs, tiny_shards):
     # the content model's user tower reads cold items of histories by their index rows
     index = ItemIndex.load(run.path / INDEX_FILE)
     plain = run.load_user_tower().id_table.weight.detach()
-    reading = run.load_user_tower(index=index).id_table.weight.detach()
+    reading = run.load_user_tower(catalogue=index.embeddings).id_table.weight.detach()
     changed = (plain != reading).any(dim=1).numpy()
     cold_ids = np.flatnonzero(targets.train_counts == 0)
     assert changed.any() and set(np.flatnonzero(changed)) <= set(cold_ids.tolist())
@@ -233,7 +233,7 @@ def test_recency_frequency_ranks_played_tracks_first_then_popularity():
     """ACT-R: played tracks by activation (recent and frequent first), then every unplayed
     track by its play count - with exact popularity order even when history is excluded
     (a huge offset once rounded the counts away and tied every unplayed item)."""
-    from mirkit.baselines import popularity, recency_frequency
+    from mirkit.evaluation.baselines import popularity, recency_frequency
 
     pop = popularity(np.array([0, 1, 1, 10, 11, 12, 0]))  # counts 1 apart
     scores = recency_frequency(np.array([1, 2, 1]), np.array([0, 50, 90]), 100, pop)

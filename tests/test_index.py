@@ -16,8 +16,8 @@ from mirkit.cli import main
 from mirkit.data.content import catalogue_batches, local_shard_urls
 from mirkit.data.plays import SplitConfig, make_split
 from mirkit.errors import UnreadableFile
-from mirkit.evaluation import model_scores
-from mirkit.index import (
+from mirkit.evaluation.protocol import model_scores
+from mirkit.serving.index import (
     INDEX_FILE,
     IndexMismatch,
     ItemIndex,
@@ -25,8 +25,8 @@ from mirkit.index import (
     embed_catalogue,
     exact_top_k,
 )
-from mirkit.recommend import Recommender
-from mirkit.runs import RunError, TrainedRun
+from mirkit.serving.recommend import Recommender
+from mirkit.serving.runs import RunError, TrainedRun
 from mirkit.shards.build import build_shards
 from mirkit_train.config import TrainConfig
 from mirkit_train.train import train
@@ -292,7 +292,7 @@ def test_recommend_scores_a_listener_as_eval_does(indexed_run):
     split = make_split(rec.plays, SplitConfig())
     index = ItemIndex.load(indexed_run / INDEX_FILE)
     items = torch.from_numpy(index.embeddings[: run.n_items + 1])
-    tower = run.load_user_tower(index=index)
+    tower = run.load_user_tower(catalogue=index.embeddings)
     times = np.asarray(rec.plays.times)
     for row in split.test_rows[:5]:
         row = int(row)

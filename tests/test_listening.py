@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from mirkit.data.plays import PlayArrays, Split, SplitConfig, first_play_times, make_split
-from mirkit.evaluation import model_ranks, model_scores
-from mirkit.index import embeddable_items
+from mirkit.evaluation.protocol import model_ranks, model_scores
 from mirkit.models.config import PRESETS
 from mirkit.models.two_tower import TwoTower
+from mirkit.serving.index import embeddable_items
 from mirkit_train.objectives import user_major_loss
 from mirkit_train.user_major import UserMajorBatches
 from tests.test_train import config

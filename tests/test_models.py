@@ -12,9 +12,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from mirkit.baselines import last_played, popularity, user_most_played
 from mirkit.errors import OptionError
-from mirkit.metrics import rank_in_blocks
+from mirkit.evaluation.baselines import last_played, popularity, user_most_played
+from mirkit.evaluation.metrics import rank_in_blocks
 from mirkit.models.config import PRESETS, TextConfig
 from mirkit.models.item_tower import ItemBatch
 from mirkit.models.losses import full_softmax_loss, gathered_info_nce, info_nce, seen_so_far

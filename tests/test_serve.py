@@ -22,9 +22,9 @@ import pytest
 from click.testing import CliRunner
 
 from mirkit.cli import main
-from mirkit.recommend import MAX_HISTORY, Recommender
-from mirkit.serve.batching import Coalescer
-from mirkit.serve.media import AudioFiles
+from mirkit.serving.batching import Coalescer
+from mirkit.serving.media import AudioFiles
+from mirkit.serving.recommend import MAX_HISTORY, Recommender
 
 
 def _free_port() -> int:

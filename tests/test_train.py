@@ -16,9 +16,9 @@ import torch
 
 from mirkit.data.content import InputSpec, local_shard_urls
 from mirkit.data.plays import SplitConfig, _cached, load_plays, make_split
-from mirkit.index import embed_catalogue
 from mirkit.models.config import ModelConfig
 from mirkit.models.two_tower import TwoTower
+from mirkit.serving.index import embed_catalogue
 from mirkit.shards.manifest import ShardsError, load_manifest
 from mirkit_train.config import TrainConfig
 from mirkit_train.item_major import ItemMajorStream, emission_rates
@@ -472,7 +472,7 @@ def test_tabular_features_keep_the_training_scaling_after_tracks_are_appended(
     catalogue the model was trained on (saved with the run), so appending tracks with
     other values leaves every old item's features - and so its embedding - unchanged."""
     from mirkit.data.content import tabular_columns, tabular_scaling
-    from mirkit.runs import TrainedRun
+    from mirkit.serving.runs import TrainedRun
 
     run = tmp_path / "tabular"
     train(config(tiny_shards, run, modalities=("tabular", "id"), epochs=1, max_steps_per_epoch=2))

@@ -20,8 +20,8 @@ import click
 import numpy as np
 
 from mirkit import log
-from mirkit.index import ItemIndex, build_faiss, build_index, exact_top_k
-from mirkit.runs import TrainedRun
+from mirkit.serving.index import ItemIndex, build_faiss, build_index, exact_top_k
+from mirkit.serving.runs import TrainedRun
 
 
 def clustered(n: int, dim: int, rng: np.random.Generator, centres: np.ndarray) -> np.ndarray:

@@ -84,7 +84,7 @@ async def load(port: int, paths: list[str], clients: int) -> tuple[list[float], 
 
 def measure(run: Path, max_batch: int, levels: list[int], requests: int, k: int) -> list[dict]:
     """One server with `max_batch`; a row per concurrency level."""
-    from mirkit.recommend import Recommender
+    from mirkit.serving.recommend import Recommender
 
     users = sorted(Recommender(run).user_rows)
     port = free_port()

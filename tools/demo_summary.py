@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from mirkit import log
-from mirkit.evaluation import BASELINES
+from mirkit.evaluation.protocol import BASELINES
 
 
 @click.command()

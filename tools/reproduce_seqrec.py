@@ -31,9 +31,9 @@ import torch
 
 from mirkit import log
 from mirkit.data.plays import Split, SplitConfig, load_plays, make_split
-from mirkit.evaluation import targets_of
-from mirkit.index import embed_catalogue
+from mirkit.evaluation.protocol import targets_of
 from mirkit.models.two_tower import TwoTower
+from mirkit.serving.index import embed_catalogue
 from mirkit.shards.build import BuildInputs, BuildOptions, build_shards
 from mirkit.shards.manifest import load_manifest
 from mirkit_train.config import TrainConfig

@@ -76,8 +76,8 @@ def evaluate(
     limit: int,
 ) -> None:
     """Full-ranking evaluation of a run beside baselines: eval.json, eval.md, eval.png."""
-    from mirkit import eval_report
-    from mirkit.evaluation import evaluate_run
+    from mirkit.evaluation import report as eval_report
+    from mirkit.evaluation.protocol import evaluate_run
 
     report = evaluate_run(
         run_path,

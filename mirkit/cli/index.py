@@ -10,8 +10,8 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from mirkit import log
 from mirkit.distributed import join, launch, leave
-from mirkit.index import build_index
-from mirkit.runs import TrainedRun
+from mirkit.serving.index import build_index
+from mirkit.serving.runs import TrainedRun
 
 
 @click.command()

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mirkit import log
-from mirkit.recommend import parse_request_time
+from mirkit.serving.recommend import parse_request_time
 
 stdout = Console()
 
@@ -43,7 +43,7 @@ def _run_options(command):
 
 
 def _recommender(run_path: Path, shards: Path | None, backend: str):
-    from mirkit.recommend import Recommender
+    from mirkit.serving.recommend import Recommender
 
     return Recommender(run_path, shards, backend)
 

@@ -65,8 +65,8 @@ def serve(
     import torch
     import uvicorn
 
-    from mirkit.recommend import Recommender
-    from mirkit.serve.app import create_app
+    from mirkit.serving.app import create_app
+    from mirkit.serving.recommend import Recommender
 
     started = time.perf_counter()
     torch.set_num_threads(1)  # requests are batched; threads would fight over the cores

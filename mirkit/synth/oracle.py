@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mirkit.baselines import last_played, popularity, user_most_played
-from mirkit.metrics import ranking_report, target_ranks
+from mirkit.evaluation.baselines import last_played, popularity, user_most_played
+from mirkit.evaluation.metrics import ranking_report, target_ranks
 from mirkit.synth.listening import (
     DAY_S,
     ListeningModel,

@@ -23,7 +23,9 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from mirkit.recommend import (
+from mirkit.serving.batching import Coalescer
+from mirkit.serving.media import AUDIO_TYPES, AudioFiles, ShardMedia
+from mirkit.serving.recommend import (
     MAX_HISTORY,
     MAX_K,
     BadRequest,
@@ -31,12 +33,10 @@ from mirkit.recommend import (
     UnknownId,
     parse_request_time,
 )
-from mirkit.serve.batching import Coalescer
-from mirkit.serve.media import AUDIO_TYPES, AudioFiles, ShardMedia
 
 API = "/api/v1"
 DEFAULT_LISTENER = "user_000232"
-STATIC = files("mirkit.serve") / "static"
+STATIC = files("mirkit.serving") / "static"
 log = logging.getLogger(__name__)
 
 

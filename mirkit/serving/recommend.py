@@ -20,8 +20,8 @@ import torch
 
 from mirkit.data.plays import first_play_times, load_plays
 from mirkit.errors import MirkitError
-from mirkit.index import IndexMismatch, load_run_index
-from mirkit.runs import TrainedRun
+from mirkit.serving.index import IndexMismatch, load_run_index
+from mirkit.serving.runs import TrainedRun
 
 LIVE_LOG = 24 * 3600
 """A log whose newest play is younger than this (seconds) is live: requests are now."""
@@ -89,7 +89,7 @@ class Recommender:
                 f"`mirkit index --run {run_path} --update`"
             )
         self.backend = backend
-        self.user_tower = self.run.load_user_tower(index=self.index)
+        self.user_tower = self.run.load_user_tower(catalogue=self.index.embeddings)
         self.items = torch.from_numpy(self.index.embeddings)
         self.max_len = self.user_tower.history_len  # the plays a history holds
         self.plays = load_plays(self.shards, self.manifest["fingerprints"]["interactions"])

@@ -29,7 +29,7 @@ from mirkit.files import atomic_path, sha256_file
 from mirkit.models.item_tower import TOKEN_KINDS, ItemBatch
 from mirkit.models.two_tower import WEIGHTS_FILE, TwoTower
 from mirkit.models.user_tower import CatalogueEmbedding
-from mirkit.runs import TrainedRun
+from mirkit.serving.runs import TrainedRun
 
 INDEX_FILE = "index.h5"
 FORMAT_VERSION = 2

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import numpy as np
 import polars as pl
 import torch
 
@@ -21,9 +21,6 @@ from mirkit.models.config import ModelConfig
 from mirkit.models.two_tower import CONFIG_FILE, WEIGHTS_FILE, TwoTower
 from mirkit.models.user_tower import SASRec, cold_items
 from mirkit.shards.manifest import id_map_fingerprint, load_manifest
-
-if TYPE_CHECKING:
-    from mirkit.index import ItemIndex
 
 
 class RunError(MirkitError, ValueError):
@@ -97,11 +94,12 @@ class TrainedRun:
         return TwoTower.load(self.model_dir, map_location=device).to(device).eval()
 
     def load_user_tower(
-        self, device: torch.device | str = "cpu", index: ItemIndex | None = None
+        self, device: torch.device | str = "cpu", catalogue: np.ndarray | None = None
     ) -> SASRec:
         """Only the user tower (and the id table it reads): no content encoders. With the
-        run's `index`, items without training plays that it embeds (from content) enter
-        histories by those embeddings (`SASRec.read_cold_items_as`)."""
+        run's index embeddings (`catalogue`, [n_items + 1, dim]), items without training
+        plays that it embeds (from content) enter histories by those embeddings
+        (`SASRec.read_cold_items_as`)."""
         description = json.loads((self.model_dir / CONFIG_FILE).read_text())
         config = ModelConfig.from_dict(description["config"])
         tower = SASRec.from_config(config, description["n_items"])
@@ -111,8 +109,8 @@ class TrainedRun:
             {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         )
         content = set(config.modalities) - {"id"}  # an id-only index holds no content
-        if index is not None and content and "item_tower.warm" in state:
-            table = torch.from_numpy(index.embeddings[: tower.n_items + 1]).to(device)
+        if catalogue is not None and content and "item_tower.warm" in state:
+            table = torch.from_numpy(catalogue[: tower.n_items + 1]).to(device)
             cold = cold_items(state["item_tower.warm"], table)
             if len(cold):
                 tower.read_cold_items_as(cold, table[cold])

@@ -17,18 +17,18 @@ import numpy as np
 import polars as pl
 import torch
 
-from mirkit.baselines import (
+from mirkit.data.plays import Split, SplitConfig, load_plays, make_split
+from mirkit.evaluation.baselines import (
     last_played,
     popularity,
     recency_frequency,
     user_most_played,
     user_transitions,
 )
-from mirkit.data.plays import Split, SplitConfig, load_plays, make_split
-from mirkit.index import load_run_index
-from mirkit.metrics import rank_scores, target_ranks
+from mirkit.evaluation.metrics import rank_scores, target_ranks
 from mirkit.models.user_tower import SASRec
-from mirkit.runs import RunError, TrainedRun
+from mirkit.serving.index import load_run_index
+from mirkit.serving.runs import RunError, TrainedRun
 
 KS = (10, 20, 50)
 TOP_K = 10  # the list length for the beyond-accuracy measures
@@ -190,7 +190,7 @@ def run_ranks(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ranks, top-K lists) of a trained run, from its user tower and its index."""
     index = load_run_index(run)
-    tower = run.load_user_tower(index=index)
+    tower = run.load_user_tower(catalogue=index.embeddings)
     items = torch.from_numpy(index.embeddings[: run.n_items + 1])
     return model_ranks(tower, targets.split, targets.rows, items, exclude_seen, TOP_K)
 
@@ -367,7 +367,7 @@ def evaluate_run(
 def _sampled(run: TrainedRun, targets: Targets, negatives: int) -> dict:
     """The sampled protocol for the run and most-popular (labelled as such)."""
     index = load_run_index(run)
-    tower = run.load_user_tower(index=index)
+    tower = run.load_user_tower(catalogue=index.embeddings)
     items = torch.from_numpy(index.embeddings[: run.n_items + 1])
     scores = torch.cat([s for _, s in model_scores(tower, targets.split, targets.rows, items)])
     scores = scores.numpy()

@@ -1,1 +1,0 @@
-"""`mirkit serve`: an HTTP API and a web page over a trained run and its index."""
