@@ -16,7 +16,8 @@ from mirkit.serving.recommend import parse_request_time
 stdout = Console()
 
 
-def _run_options(command):
+def served_run_options(command):
+    """--run, --shards and --backend: which trained, indexed run answers, and how."""
     command = click.option(
         "--backend",
         type=click.Choice(["exact", "faiss"]),
@@ -24,9 +25,6 @@ def _run_options(command):
         show_default=True,
         help="Exact top-K, or FAISS (approximate; for very large catalogues).",
     )(command)
-    command = click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)(
-        command
-    )
     command = click.option(
         "--shards",
         type=click.Path(file_okay=False, path_type=Path),
@@ -40,6 +38,13 @@ def _run_options(command):
         required=True,
         help="A trained and indexed run (mirkit train, mirkit index).",
     )(command)
+
+
+def _run_options(command):
+    command = click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)(
+        command
+    )
+    return served_run_options(command)
 
 
 def _recommender(run_path: Path, shards: Path | None, backend: str):

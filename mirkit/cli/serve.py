@@ -8,22 +8,11 @@ from pathlib import Path
 import click
 
 from mirkit import log
+from mirkit.cli.recommend import served_run_options
 
 
 @click.command()
-@click.option(
-    "--run",
-    "run_path",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="A trained and indexed run (mirkit train, mirkit index).",
-)
-@click.option(
-    "--shards",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Default: the shards the run was trained on.",
-)
+@served_run_options
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -36,13 +25,6 @@ from mirkit import log
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
     help="The audio files the shards were built from: the page plays them.",
-)
-@click.option(
-    "--backend",
-    type=click.Choice(["exact", "faiss"]),
-    default="exact",
-    show_default=True,
-    help="Exact top-K, or FAISS (approximate; for very large catalogues).",
 )
 @click.option(
     "--max-batch",
