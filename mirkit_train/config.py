@@ -55,9 +55,9 @@ class TrainConfig:
         "(normalised names from the catalogue), so a new track starts near its artist's."
     )  # fmt: skip
     content_for: str = option(
-        "all", "Which items' embeddings read content: all (a warm item's id part plus its "
-        "content part) or cold (a warm item keeps its trained id row; content stands in "
-        "where there is none)."
+        "cold", "Which items' embeddings read content: cold (a warm item keeps its trained "
+        "id row; content stands in where there is none) or all (a warm item's id part plus "
+        "its content part)."
     )  # fmt: skip
     split: str = option("leave-one-out", "leave-one-out or global-time.")
     drop_repeats: bool = option(False, "Drop back-to-back repeats of a track from the plays.")

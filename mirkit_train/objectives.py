@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mirkit.ids import ItemIds
 from mirkit.models.item_tower import ItemBatch
 from mirkit.models.losses import (
     full_softmax_loss,
@@ -74,7 +75,8 @@ def user_major_loss(
             log_pop[columns] if cfg.logq else None,
         )
         return value, len(t)
-    table = items_by_id(model, torch.arange(n_items + 1, device=t.device), tabular)
+    every_row = torch.arange(ItemIds(n_items).rows, device=t.device)
+    table = items_by_id(model, every_row, tabular)
     if loss == "full-softmax":
         excluded = seen_so_far(inputs[:, -width:], n_items)[mask] if cfg.mask_seen else None
         shown = shown.masked_fill(shown > n_items, 0)  # a hidden track gets no repeat bonus
@@ -84,15 +86,14 @@ def user_major_loss(
             history = (shown[:, None, :].expand_as(bonus)[mask], bonus[mask])
         # an item without training plays is never a target: as a negative its id row would
         # only learn to move away from users, while its artist's and album's rows carry it
-        warm = model.item_tower.warm[: n_items + 1]
+        warm = model.item_tower.warm[: len(every_row)]
         fresh = None
         if tower.freshness is not None:
-            columns = torch.arange(n_items + 1, device=t.device)
-            fresh = tower.freshness(request[:, -width:][mask], h, columns)
+            fresh = tower.freshness(request[:, -width:][mask], h, every_row)
         value = full_softmax_loss(h, table, t, scale, excluded, history, warm, fresh)
         return value, len(t)
     negatives = torch.randint(1, n_items + 1, (cfg.sampled_negatives,), device=t.device)
-    uniform = torch.full((n_items + 1,), -math.log(n_items), device=t.device)
+    uniform = torch.full((len(every_row),), -math.log(n_items), device=t.device)
     return sampled_softmax_loss(h, table, t, negatives, scale, uniform), len(t)
 
 
@@ -149,7 +150,7 @@ def parts_without_gradient(model: TwoTower, path: str, loss: str) -> tuple[str, 
     table = model.item_tower.id_table
     grouped = isinstance(table, CatalogueEmbedding)
     if hasattr(model.item_tower, "log_cold_scale") and grouped:
-        ids = torch.arange(1, model.n_items + 1, device=table.weight.device)
+        ids = torch.arange(1, model.n_items + 1, device=table.weight.device)  # every item
         fixed += ["item_tower.log_cold_scale"] if bool(table.grouped(ids).all()) else []
     if hasattr(model.item_tower, "log_content_weight") and not grouped:
         # with content for cold items only, an id counts only where it is the item's own

@@ -47,6 +47,7 @@ from mirkit.distributed import (
     weights_checksum,
 )
 from mirkit.files import load_weights
+from mirkit.ids import ItemIds
 from mirkit.models.config import ModelConfig
 from mirkit.models.two_tower import TwoTower
 from mirkit.serving.index import embed_catalogue, embeddable_items
@@ -550,7 +551,7 @@ class Validation:
         self.cfg, self.data, self.model, self.spec = cfg, data, model, spec
         self.tabular, self.world, self.device = tabular, world, device
         self.targets = validation_targets(data.split, data.n_items, cfg.val_limit, cfg.seed)
-        self.usable = embeddable_items(model, data.catalog)[: data.n_items + 1]
+        self.usable = embeddable_items(model, data.catalog)[: ItemIds(data.n_items).rows]
         self.baselines = baseline_reports(self.targets, cfg.exclude_seen)
         self.best_baseline = max(self.baselines, key=lambda b: self.baselines[b]["NDCG@10"])
 

@@ -373,7 +373,7 @@ def test_baselines_on_a_toy_log():
 
 
 def test_warm_items_are_their_id_row_plus_weighted_content():
-    m = model()
+    m = model(content_for="all")
     b = batch()
     tower = m.item_tower.eval()
     with torch.no_grad():

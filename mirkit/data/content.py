@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from mirkit.errors import ShardsError
+from mirkit.ids import ItemIds
 from mirkit.models.item_tower import ItemBatch
 from mirkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
 from mirkit.shards import layout
@@ -245,7 +246,7 @@ def artist_album_ids(catalog: pl.DataFrame, n_items: int) -> tuple[np.ndarray, n
         .then(normal("artist") + "\x1f" + normal("album"))
         .alias("album"),
     )
-    out = np.zeros((2, n_items + 2), dtype=np.int64)
+    out = np.zeros((2, ItemIds(n_items).rows_with_oov), dtype=np.int64)
     for row, column in enumerate(("artist", "album")):
         values = keys[column].fill_null("").to_list()
         index: dict[str, int] = {"": 0}

@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from mirkit.errors import OptionError
+from mirkit.ids import ItemIds
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +160,8 @@ class Split:
     def train_counts(self, n_items: int) -> np.ndarray:
         """Training plays of each item id [n_items + 1] (index 0: padding, 0 plays)."""
         items = np.asarray(self.plays.items)[self.train_rows]
-        return np.bincount(items, minlength=n_items + 1)[: n_items + 1]
+        rows = ItemIds(n_items).rows
+        return np.bincount(items, minlength=rows)[:rows]
 
     def plays_before(self, row: int) -> np.ndarray:
         """Every play of the user before `row`, oldest first (not cut to max_len)."""
@@ -224,8 +226,9 @@ def item_target_rows(split: Split, n_items: int) -> tuple[np.ndarray, np.ndarray
     `rows[offsets[i]:offsets[i+1]]` (int64 offsets [n_items + 2], int64 rows)."""
     items = np.asarray(split.plays.items)[split.train_rows]
     order = np.argsort(items, kind="stable")
-    offsets = np.zeros(n_items + 2, dtype=np.int64)
-    np.cumsum(np.bincount(items, minlength=n_items + 1), out=offsets[1:])
+    ids = ItemIds(n_items)
+    offsets = np.zeros(ids.rows_with_oov, dtype=np.int64)
+    np.cumsum(np.bincount(items, minlength=ids.rows), out=offsets[1:])
     return offsets, split.train_rows[order]
 
 
@@ -234,7 +237,9 @@ def first_play_times(plays: PlayArrays, n_items: int) -> np.ndarray:
     for never). Read only causally: an item counts as played for a request after it."""
     from mirkit.models.history import NOT_PLAYED
 
-    first = np.full(n_items + 2, NOT_PLAYED, dtype=np.int64)
+    ids = ItemIds(n_items)
+    first = np.full(ids.rows_with_oov, NOT_PLAYED, dtype=np.int64)
     items = np.asarray(plays.items)
-    np.minimum.at(first, items[items <= n_items + 1], np.asarray(plays.times)[items <= n_items + 1])
+    kept = items <= ids.oov
+    np.minimum.at(first, items[kept], np.asarray(plays.times)[kept])
     return first

@@ -12,10 +12,10 @@ import numpy as np
 def popularity(train_counts: np.ndarray) -> np.ndarray:
     """The most-popular baseline: training play counts per item id [n_items + 1], plus a
     vanishing item-id tie-break (id 0, padding, scores -inf)."""
-    n_items = len(train_counts) - 1
+    rows = len(train_counts)
     counts = train_counts.astype(np.float64)
     counts[0] = -np.inf
-    return counts + 1e-6 * (n_items - np.arange(n_items + 1)) / (n_items + 1)
+    return counts + 1e-6 * (rows - 1 - np.arange(rows)) / rows
 
 
 def user_most_played(history: np.ndarray, pop: np.ndarray) -> np.ndarray:

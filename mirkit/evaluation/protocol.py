@@ -26,6 +26,7 @@ from mirkit.evaluation.baselines import (
     user_transitions,
 )
 from mirkit.evaluation.metrics import rank_scores, target_ranks
+from mirkit.ids import ItemIds
 from mirkit.models.user_tower import SASRec
 from mirkit.serving.index import load_run_index
 from mirkit.serving.runs import RunError, TrainedRun
@@ -191,7 +192,7 @@ def run_ranks(
     """(ranks, top-K lists) of a trained run, from its user tower and its index."""
     index = load_run_index(run)
     tower = run.load_user_tower(catalogue=index.embeddings)
-    items = torch.from_numpy(index.embeddings[: run.n_items + 1])
+    items = torch.from_numpy(index.embeddings[: run.ids.rows])
     return model_ranks(tower, targets.split, targets.rows, items, exclude_seen, TOP_K)
 
 
@@ -276,7 +277,7 @@ def check_comparable(run: TrainedRun, other: TrainedRun) -> None:
 
 
 def artists_by_id(catalog: pl.DataFrame, n_items: int) -> np.ndarray:
-    out = np.full(n_items + 1, "", dtype=object)
+    out = np.full(ItemIds(n_items).rows, "", dtype=object)
     known = catalog.filter(pl.col("item_id") <= n_items)
     out[known["item_id"].to_numpy()] = known["artist"].fill_null("").to_list()
     return out
@@ -368,7 +369,7 @@ def _sampled(run: TrainedRun, targets: Targets, negatives: int) -> dict:
     """The sampled protocol for the run and most-popular (labelled as such)."""
     index = load_run_index(run)
     tower = run.load_user_tower(catalogue=index.embeddings)
-    items = torch.from_numpy(index.embeddings[: run.n_items + 1])
+    items = torch.from_numpy(index.embeddings[: run.ids.rows])
     scores = torch.cat([s for _, s in model_scores(tower, targets.split, targets.rows, items)])
     scores = scores.numpy()
     pop = popularity(targets.train_counts)

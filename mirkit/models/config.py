@@ -51,11 +51,12 @@ class ModelConfig:
     n_tabular: int = 0
     id_dropout: float = 0.3
     """Probability of hiding an item's id token in training, so content carries the load."""
-    content_for: str = "all"
-    """Which items' embeddings read content: "all" (a warm item's id part plus its content
-    part) or "cold" (a warm item is its trained id row alone, as in DropoutNet and ALDI;
-    content stands in where there is no trained id: cold items, and dropped ids in
-    training)."""
+    content_for: str = "cold"
+    """Which items' embeddings read content: "cold" (a warm item is its trained id row
+    alone, as in DropoutNet and ALDI; content stands in where there is no trained id:
+    cold items, and dropped ids in training) or "all" (a warm item's id part plus its
+    content part). "cold" was higher on validation in each of 3 seeds (BENCHMARKS.md,
+    "Content for cold items only")."""
     share_id_table: bool = True
     """One id table for the user tower's inputs and the item tower's id token."""
     user_blocks: int = 2
@@ -109,6 +110,7 @@ class ModelConfig:
         ):  # models saved before these parts existed
             values.setdefault(part, False)
         values.setdefault("repeat_memory", 0)
+        values.setdefault("content_for", "all")  # models saved before the option
         return cls(**values)
 
     def with_modalities(self, modalities: tuple[str, ...]) -> ModelConfig:

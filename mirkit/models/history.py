@@ -27,6 +27,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mirkit.ids import ItemIds
+
 GAP_BUCKETS = 64
 """Buckets of 2 * log2(1 + gap): 64 reach about 2^31 seconds (68 years)."""
 
@@ -130,7 +132,8 @@ class FreshnessScorer(nn.Module):
         self.weights = nn.Linear(dim, GAP_BUCKETS + 1)
         nn.init.zeros_(self.weights.weight)
         nn.init.zeros_(self.weights.bias)
-        self.register_buffer("first_played", torch.full((n_items + 2,), NOT_PLAYED))
+        rows = ItemIds(n_items).rows_with_oov
+        self.register_buffer("first_played", torch.full((rows,), NOT_PLAYED))
 
     @torch.no_grad()
     def set_first_played(self, times: torch.Tensor) -> None:

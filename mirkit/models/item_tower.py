@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mirkit.ids import ItemIds
 from mirkit.models.config import ModelConfig
 from mirkit.models.resnet import AudioEncoder, ImageEncoder
 from mirkit.models.text import TextEncoder
@@ -87,7 +88,7 @@ class ItemTower(nn.Module):
         d = config.dim
         m = set(config.modalities)
         self.content_modalities = m & {"audio", "lyrics", "cover", "tabular"}
-        self.register_buffer("warm", torch.ones(n_items + 2, dtype=torch.bool))
+        self.register_buffer("warm", torch.ones(ItemIds(n_items).rows_with_oov, dtype=torch.bool))
         self.id_table = None
         if "id" in m:
             if id_table is None:

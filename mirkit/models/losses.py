@@ -15,6 +15,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from mirkit.ids import ItemIds
+
 
 class LearnedTemperature(nn.Module):
     """The logit scale 1/tau as a learned log-parameter, clamped to tau >= min_tau."""
@@ -151,7 +153,7 @@ def seen_so_far(inputs: torch.Tensor, n_items: int) -> torch.Tensor:
     """[B, W, n_items] bool: item j + 1 occurs in inputs[b, : p + 1] (0 = padding)."""
     width = inputs.shape[1]
     positions = torch.arange(width, device=inputs.device)
-    first = torch.full((inputs.shape[0], n_items + 1), width, device=inputs.device)
+    first = torch.full((inputs.shape[0], ItemIds(n_items).rows), width, device=inputs.device)
     first.scatter_reduce_(1, inputs, positions.expand_as(inputs), reduce="amin")
     return first[:, None, 1:] <= positions[None, :, None]
 

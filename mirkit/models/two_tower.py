@@ -23,7 +23,8 @@ CONFIG_FILE = "model.json"
 class TwoTower(nn.Module):
     """score(user, item) = <user_tower(history), item_tower(content)>, both L2-normalised.
 
-    n_items: catalogue size (ids 1..n_items; 0 = padding; n_items + 1 = out of vocabulary).
+    n_items: the items it is trained with (ids 1..n_items; 0 = padding; n_items + 1 = out of
+    vocabulary: `mirkit.ids`).
     vocab_size: the lyrics tokenizer's vocabulary (for `config:small` text models)."""
 
     def __init__(self, config: ModelConfig, n_items: int, vocab_size: int | None = None):

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mirkit.ids import ItemIds
 from mirkit.models.config import ModelConfig
 from mirkit.models.history import (
     FreshnessScorer,
@@ -34,7 +35,7 @@ def id_embedding(n_items: int, dim: int, n_artists: int = 0, n_albums: int = 0) 
     docs/design.md)."""
     if n_artists or n_albums:
         return CatalogueEmbedding(n_items, dim, n_artists, n_albums)
-    table = nn.Embedding(n_items + 2, dim, padding_idx=0)
+    table = nn.Embedding(ItemIds(n_items).rows_with_oov, dim, padding_idx=0)
     _small_rows(table)
     return table
 
@@ -55,13 +56,14 @@ class CatalogueEmbedding(nn.Embedding):
     each item id has are buffers, saved with the weights (`set_groups`)."""
 
     def __init__(self, n_items: int, dim: int, n_artists: int, n_albums: int):
-        super().__init__(n_items + 2, dim, padding_idx=0)
+        super().__init__(ItemIds(n_items).rows_with_oov, dim, padding_idx=0)
         self.artists = nn.Embedding(n_artists + 1, dim, padding_idx=0)
         self.albums = nn.Embedding(n_albums + 1, dim, padding_idx=0)
         for table in (self, self.artists, self.albums):
             _small_rows(table)
-        self.register_buffer("artist_of", torch.zeros(n_items + 2, dtype=torch.long))
-        self.register_buffer("album_of", torch.zeros(n_items + 2, dtype=torch.long))
+        rows = ItemIds(n_items).rows_with_oov
+        self.register_buffer("artist_of", torch.zeros(rows, dtype=torch.long))
+        self.register_buffer("album_of", torch.zeros(rows, dtype=torch.long))
 
     @torch.no_grad()
     def set_groups(self, artist_of: torch.Tensor, album_of: torch.Tensor) -> None:
@@ -111,6 +113,7 @@ class SASRec(nn.Module):
     ):
         super().__init__()
         self.n_items = n_items
+        self.ids = ItemIds(n_items)  # the trained items: its id table's
         self.max_len = max_len
         # the plays a history should hold: the repeat part may read further back
         self.history_len = max(max_len, repeat_memory) if repeat else max_len
@@ -161,15 +164,15 @@ class SASRec(nn.Module):
         of the trained rows: a history that holds a cold item then shows it to the
         Transformer by its content instead of as an untrained row. For serving only: a
         tower whose table is shared with an item tower would change that tower too."""
-        trained = torch.ones(self.n_items + 1, dtype=torch.bool, device=cold.device)
+        trained = torch.ones(self.ids.rows, dtype=torch.bool, device=cold.device)
         trained[0] = False
         trained[cold] = False
-        scale = self.id_table.weight[: self.n_items + 1][trained].norm(dim=-1).median()
+        scale = self.id_table.weight[: self.ids.rows][trained].norm(dim=-1).median()
         rows = F.normalize(embeddings.to(self.id_table.weight), dim=-1) * scale
         self.id_table.weight[cold] = rows
 
     def oov_index(self) -> int:
-        return self.n_items + 1
+        return self.ids.oov
 
     def sequence(
         self,

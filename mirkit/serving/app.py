@@ -57,7 +57,7 @@ class Service:
 
     def item(self, request: Request) -> int:
         item_id = request.path_params["item_id"]
-        if not 0 < item_id <= self.rec.index.n_items:
+        if not self.rec.index.ids.known(item_id):
             n = self.rec.index.n_items
             raise UnknownId(f"unknown track {item_id}: item ids run from 1 to {n}")
         return item_id

@@ -26,6 +26,7 @@ from mirkit.data.content import InputSpec, catalogue_loader, local_shard_urls
 from mirkit.distributed import ONE_PROCESS, World, all_reduce_sum
 from mirkit.errors import MirkitError
 from mirkit.files import atomic_path, sha256_file
+from mirkit.ids import ItemIds
 from mirkit.models.item_tower import TOKEN_KINDS, ItemBatch
 from mirkit.models.two_tower import WEIGHTS_FILE, TwoTower
 from mirkit.models.user_tower import CatalogueEmbedding
@@ -80,7 +81,8 @@ def embed_catalogue(
     item's attention mass per modality ({kind: [n_items + 1]}, what `--explain` shows)."""
     model.eval()
     r, w = share
-    table = torch.zeros(n_items + 1, model.config.dim, device=device)
+    rows = ItemIds(n_items).rows
+    table = torch.zeros(rows, model.config.dim, device=device)
 
     def embed(batch: ItemBatch) -> None:
         if attention is None:
@@ -89,11 +91,11 @@ def embed_catalogue(
         embedding, mass = model.item_tower.encode(batch, explain=True)
         table[batch.item_ids] = embedding.float()
         for kind, share_of_kind in mass.items():
-            column = attention.setdefault(kind, torch.zeros(n_items + 1, device=device))
+            column = attention.setdefault(kind, torch.zeros(rows, device=device))
             column[batch.item_ids] = share_of_kind.float()
 
     if spec.mel_frames is None and spec.max_tokens is None and spec.cover_size is None:
-        ids = torch.arange(1, n_items + 1, device=device)[r::w]
+        ids = torch.arange(1, rows, device=device)[r::w]
         for start in range(0, len(ids), 4096):
             chunk = ids[start : start + 4096]
             batch = ItemBatch(item_ids=chunk)
@@ -123,7 +125,12 @@ class ItemIndex:
 
     @property
     def n_items(self) -> int:
+        """The items of the catalogue it was built (or updated) on: rows 1..n."""
         return len(self.embeddings) - 1
+
+    @property
+    def ids(self) -> ItemIds:
+        return ItemIds(self.n_items)
 
     def save(self, path: Path) -> None:
         """Written to a temporary name and renamed, so a reader never sees half a file."""
@@ -251,11 +258,10 @@ def embeddable_items(model: TwoTower, catalog) -> np.ndarray:
     """[n + 1] bool: items the model has something to embed from - an id it trained, an
     artist or album it knows (`CatalogueEmbedding`), or content of a modality it reads.
     The others get a zero row (never recommended)."""
-    n = int(catalog["item_id"].max())
-    usable = np.zeros(n + 1, dtype=bool)
+    usable = np.zeros(ItemIds(int(catalog["item_id"].max())).rows, dtype=bool)
     modalities = set(model.config.modalities)
     if "id" in modalities:
-        warm = model.item_tower.warm.cpu().numpy()[: model.n_items + 1]
+        warm = model.item_tower.warm.cpu().numpy()[: ItemIds(model.n_items).rows]
         usable[: len(warm)] |= warm
         table = model.item_tower.id_table
         if isinstance(table, CatalogueEmbedding):
@@ -306,7 +312,7 @@ def build_index(
                 f"{path} was built by another model than {run.model_dir}: rebuild it "
                 f"without --update"
             )
-        first_new = previous.n_items + 1
+        first_new = previous.ids.oov  # the first id it has no row for
         urls = [
             u
             for u, shard in zip(urls, manifest["shards"], strict=True)
@@ -341,7 +347,7 @@ def build_index(
     embeddings[~usable] = 0.0
     masses[~usable] = 0.0
     kinds = [k for k, column in zip(ATTENTION_KINDS, masses.T, strict=True) if column.any()]
-    warm = np.zeros(n_now + 1, dtype=bool)
+    warm = np.zeros(ItemIds(n_now).rows, dtype=bool)
     trained = model.item_tower.warm.cpu().numpy()[1 : min(model.n_items, n_now) + 1]
     warm[1 : len(trained) + 1] = trained
     index = ItemIndex(

@@ -102,7 +102,7 @@ class Recommender:
         self.titles = self._by_id("title")
         self.embeddable = ~(self.index.embeddings == 0).all(axis=1)
         self.cold = self.embeddable & ~self.index.warm
-        self.play_counts = np.bincount(self.plays.items, minlength=self.index.n_items + 1)
+        self.play_counts = np.bincount(self.plays.items, minlength=self.index.ids.rows)
         keys = {
             str(k).lower(): int(i)
             for k, i in zip(self.catalog["track_id"], self.catalog["item_id"], strict=True)
@@ -117,7 +117,7 @@ class Recommender:
         self.track_ids = keys
 
     def _by_id(self, column: str) -> np.ndarray:
-        out = np.full(self.index.n_items + 1, "", dtype=object)
+        out = np.full(self.index.ids.rows, "", dtype=object)
         out[self.catalog["item_id"].to_numpy()] = self.catalog[column].fill_null("").to_list()
         return out
 
@@ -344,7 +344,7 @@ class Recommender:
                 items.append(self.track(text))
             except UnknownId:
                 unknown.append(text)
-                items.append(self.index.n_items + 1)  # out of vocabulary
+                items.append(self.index.ids.oov)  # past every item: the model reads OOV
         plays = np.asarray(items, dtype=np.int64)
         found = self.recommend([plays], k, exclude_seen)[0]
         recent = self.describe(plays[::-1][:RECENT_PLAYS])

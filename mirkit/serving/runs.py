@@ -17,6 +17,7 @@ import torch
 from mirkit.data.content import InputSpec, tabular_features, tabular_scaling
 from mirkit.errors import MirkitError
 from mirkit.files import load_weights
+from mirkit.ids import ItemIds
 from mirkit.models.config import ModelConfig
 from mirkit.models.two_tower import CONFIG_FILE, WEIGHTS_FILE, TwoTower
 from mirkit.models.user_tower import SASRec, cold_items
@@ -51,7 +52,12 @@ class TrainedRun:
 
     @property
     def n_items(self) -> int:
+        """The items the model was trained with (its tables' ids 1..n)."""
         return int(self.record["n_items"])
+
+    @property
+    def ids(self) -> ItemIds:
+        return ItemIds(self.n_items)
 
     @property
     def input_spec(self) -> InputSpec:
@@ -110,7 +116,7 @@ class TrainedRun:
         )
         content = set(config.modalities) - {"id"}  # an id-only index holds no content
         if catalogue is not None and content and "item_tower.warm" in state:
-            table = torch.from_numpy(catalogue[: tower.n_items + 1]).to(device)
+            table = torch.from_numpy(catalogue[: tower.ids.rows]).to(device)
             cold = cold_items(state["item_tower.warm"], table)
             if len(cold):
                 tower.read_cold_items_as(cold, table[cold])
