@@ -26,9 +26,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from mirkit.data.content import InputSpec, collate_items, decode_item, forked_loader, read_samples
+from mirkit.data.content import InputSpec, collate_items, decode_item, forked_loader
 from mirkit.data.plays import Split, item_target_rows
 from mirkit.models.item_tower import ItemBatch
+from mirkit.shards.reader import read_samples
 from mirkit_train.config import TrainConfig
 
 

@@ -24,7 +24,7 @@ from mirkit.shards.build import BuildConflict, BuildInputs, build_shards
 from mirkit.shards.inputs import InputError, PlayColumns, normalise, read_plays
 from mirkit.shards.manifest import load_manifest
 from mirkit.shards.media import ContentConfig, audio_clip, log_mel
-from mirkit.shards.reader import decode_sample, iter_samples
+from mirkit.shards.reader import decode_sample, read_samples
 from mirkit.shards.verify import verify
 from mirkit.synth.corpus import PLAYS_FILE
 
@@ -43,7 +43,7 @@ def digests(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
 def all_samples(shards_dir: Path) -> dict[int, dict]:
     samples = {}
     for tar in sorted((shards_dir / layout.ITEMS).glob("*.tar")):
-        for sample in iter_samples(tar):
+        for sample in read_samples([tar]):
             decoded = decode_sample(sample)
             samples[int(decoded["key"])] = decoded
     return samples
@@ -528,7 +528,7 @@ def test_two_builds_into_one_out_cannot_both_proceed(tiny_corpus, tmp_path):
 
 
 def test_a_sample_that_cannot_be_decoded_names_its_shard(tiny_shards):
-    from mirkit.data.content import InputSpec, decode_item, read_samples
+    from mirkit.data.content import InputSpec, decode_item
     from mirkit.shards.manifest import ShardsError
 
     shard = str(tiny_shards / layout.ITEMS / "items-000001.tar")

@@ -25,6 +25,7 @@ from mirkit.ids import ItemIds
 from mirkit.models.item_tower import ItemBatch
 from mirkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
 from mirkit.shards import layout
+from mirkit.shards.reader import read_samples
 from mirkit.shards.text import saved_tokenizer, token_ids
 
 _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)[:, None, None]
@@ -119,14 +120,6 @@ def collate_items(
     if tabular is not None:
         batch.tabular = torch.from_numpy(tabular[ids.numpy()])
     return batch
-
-
-def read_samples(urls: Iterable[str]) -> Iterator[dict]:
-    """Raw samples of tar shards given as local paths or webdataset URLs (e.g. `pipe:`
-    commands from the user's own configuration)."""
-    import webdataset as wds
-
-    yield from wds.tarfile_samples({"url": url} for url in urls)
 
 
 def catalogue_batches(

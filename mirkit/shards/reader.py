@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,21 +14,13 @@ from PIL import Image
 from mirkit.shards import layout
 
 
-def iter_samples(path: Path) -> Iterator[dict[str, bytes | str]]:
-    """Samples of one tar shard, in file order: {"__key__": ..., "mel.npy": bytes, ...}."""
-    with tarfile.open(path, "r") as tar:
-        sample: dict[str, bytes | str] = {}
-        for member in tar:
-            if not member.isfile():
-                continue
-            key, _, suffix = member.name.partition(".")
-            if sample and sample["__key__"] != key:
-                yield sample
-                sample = {}
-            sample["__key__"] = key
-            sample[suffix] = tar.extractfile(member).read()
-        if sample:
-            yield sample
+def read_samples(urls: Iterable[str]) -> Iterator[dict[str, bytes | str]]:
+    """Raw samples of tar shards, in file order: {"__key__": ..., "mel.npy": bytes, ...}.
+    `urls` are local paths or webdataset URLs (e.g. `pipe:` commands from the user's own
+    configuration); webdataset reads them, for training, indexing and `shards verify`."""
+    import webdataset as wds
+
+    yield from wds.tarfile_samples({"url": str(url)} for url in urls)
 
 
 def decode_sample(sample: dict[str, bytes | str]) -> dict:

@@ -12,7 +12,7 @@ from mirkit import log
 from mirkit.files import sha256_file
 from mirkit.shards import layout
 from mirkit.shards.manifest import fingerprints, load_manifest
-from mirkit.shards.reader import decode_sample, iter_samples
+from mirkit.shards.reader import decode_sample, read_samples
 
 
 def _check_sample(decoded: dict, manifest: dict, flags: dict) -> list[str]:
@@ -77,7 +77,7 @@ def verify(shards_dir: Path) -> list[str]:
             if not path.exists():
                 continue
             try:
-                samples = list(iter_samples(path))
+                samples = list(read_samples([path]))
                 decoded = [decode_sample(s) for s in samples]
             except Exception as err:  # a damaged tar or sample: report, keep checking others
                 problems.append(f"{shard['name']}: cannot be read ({type(err).__name__}: {err})")
