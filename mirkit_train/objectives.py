@@ -104,7 +104,9 @@ def item_major_loss(
     all ranks; for models with content and ids, plus `align_weight` x an InfoNCE that
     asks each item's content part to find the item's own (detached) id row among the
     batch's: what lets a cold item, which has only content, land where its warm
-    neighbours' ids are."""
+    neighbours' ids are. With content for cold items only, the content part also plays
+    every item as if it were cold (the same InfoNCE with the content-only embeddings):
+    otherwise it would learn from the dropped ids alone."""
     m, k, length = batch.histories.shape
     histories = batch.histories.view(m * k, length).to(device)
     times = batch.times.view(m * k, length).to(device)
@@ -118,17 +120,22 @@ def item_major_loss(
     items_batch = batch.items.to(device)
     ids = items_batch.item_ids
     tower = model.item_tower
-    align = None
-    if tower.id_table is not None and tower.content_modalities and cfg.align_weight > 0:
-        items, content, own, _, _ = tower.with_parts(items_batch)
-        diagonal = torch.arange(m, device=device)
-        align = info_nce(content, own.detach(), diagonal, ids, ids, model.temperature())
-    else:
-        items = model.items(items_batch)
     labels = torch.arange(m, device=device).repeat_interleave(k)
     log_q = batch.log_q.to(device).float() if cfg.logq else None
-    value = gathered_info_nce(users, items, labels, ids[labels], ids, model.temperature(), log_q)
-    if align is not None:
+
+    def in_batch(items: torch.Tensor) -> torch.Tensor:
+        return gathered_info_nce(users, items, labels, ids[labels], ids, model.temperature(), log_q)
+
+    if tower.id_table is None or not tower.content_modalities:
+        return in_batch(model.items(items_batch)), m * k
+    items, content, own, _, _ = tower.with_parts(items_batch)
+    value = in_batch(items)
+    if model.config.content_for == "cold":
+        # content only ever stands in for a missing id: train it as if every item were cold
+        value = value + in_batch(tower.log_cold_scale.exp() * content)
+    if cfg.align_weight > 0:
+        diagonal = torch.arange(m, device=device)
+        align = info_nce(content, own.detach(), diagonal, ids, ids, model.temperature())
         value = value + cfg.align_weight * align
     return value, m * k
 
