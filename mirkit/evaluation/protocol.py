@@ -293,7 +293,7 @@ def evaluate_run(
     limit: int = 0,
     cluster_by_user: bool = True,
 ) -> dict:
-    """The whole report as a dict (see `eval_report` for the files)."""
+    """The whole report as a dict (see `mirkit.evaluation.report` for the files)."""
     run = TrainedRun.open(run_path)
     shards = run.shards()
     _, catalog = run.check_shards(shards)
