@@ -15,9 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PADDING = 0
-"""The id of an empty history slot: never an item, row 0 of every table (zero)."""
-
 
 @dataclass(frozen=True)
 class ItemIds:

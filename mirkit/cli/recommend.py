@@ -177,14 +177,8 @@ def _batch(rec, users_file: Path, out: Path | None, k, exclude_seen, loaded, at:
     if out is None:
         raise click.UsageError("--users needs --out FILE.parquet")
     users = [u.strip() for u in users_file.read_text().splitlines() if u.strip()]
-    histories = [rec.history(u) for u in users]
-    times = [rec.played_at(u) for u in users]
-    when = [at if at is not None else rec.default_request_time(t)[0] for t in times]
-    rows = []
-    for user, recs in zip(
-        users, rec.recommend(histories, k, exclude_seen, times, when), strict=True
-    ):
-        rows += [{"user_id": user, **r.as_dict()} for r in recs]
+    answers = rec.answers_for_users(users, k, exclude_seen, [at] * len(users))
+    rows = [{"user_id": a["user"], **r} for a in answers for r in a["recommendations"]]
     pl.DataFrame(rows).write_parquet(out)
     log.summary(
         "recommend (batch)",

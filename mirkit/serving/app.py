@@ -48,6 +48,8 @@ class Service:
         self.media = ShardMedia(rec.shards)
         self.audio = AudioFiles(audio_dir, rec.catalog) if audio_dir is not None else None
         self.listeners = Coalescer(self._answer_batch, max_batch)
+        known = rec.user_rows
+        self.default_user = DEFAULT_LISTENER if DEFAULT_LISTENER in known else min(known)
 
     def _answer_batch(self, key: tuple, requests: list[tuple[str, int | None]]) -> list[dict]:
         k, exclude_seen, explain = key
@@ -91,15 +93,14 @@ def _flag(request: Request, name: str) -> bool:
 async def run_identity(request: Request) -> Response:
     service: Service = request.app.state.service
     rec = service.rec
-    users = sorted(rec.user_rows)
     return JSONResponse(
         {
             "run": str(rec.run.path),
             "config": rec.run.record,
             "index": rec.index.meta,
             "items": rec.index.n_items,
-            "users": len(users),
-            "default_user": DEFAULT_LISTENER if DEFAULT_LISTENER in rec.user_rows else users[0],
+            "users": len(rec.user_rows),
+            "default_user": service.default_user,
             "audio": service.audio is not None,
             "limits": {"k": MAX_K, "history": MAX_HISTORY},
         }

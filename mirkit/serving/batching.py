@@ -46,14 +46,14 @@ class Coalescer:
                 rest = self.pending.pop(key)[self.max_batch :]
                 if rest:
                     self.pending[key] = rest
+                waiting = [future for _, future in batch]
                 try:
                     results = await run_in_threadpool(self.work, key, [i for i, _ in batch])
                 except Exception as err:  # every waiting request gets the error
-                    results = [err] * len(batch)
-                for (_, future), result in zip(batch, results, strict=True):
-                    if future.done():  # its client went away
-                        continue
-                    if isinstance(result, Exception):
-                        future.set_exception(result)
-                    else:
+                    for future in waiting:
+                        if not future.done():  # done: its client went away
+                            future.set_exception(err)
+                    continue
+                for future, result in zip(waiting, results, strict=True):
+                    if not future.done():
                         future.set_result(result)
