@@ -25,7 +25,7 @@ from mirkit.evaluation.baselines import (
     user_most_played,
     user_transitions,
 )
-from mirkit.evaluation.metrics import rank_scores, target_ranks
+from mirkit.evaluation.metrics import rank_scores, target_ranks, top_items
 from mirkit.ids import ItemIds
 from mirkit.models.user_tower import SASRec
 from mirkit.serving.index import load_run_index
@@ -140,18 +140,31 @@ def baseline_ranks(
                 scores[seen] = -np.inf
             ranks[name][r] = target_ranks(scores[None], np.array([target]))[0]
             if k:
-                tops[name][r] = np.argsort(-scores, kind="stable")[:k]
+                tops[name][r] = top_items(scores, k)
     return ranks, tops
+
+
+SCORE_BUDGET = 1 << 25
+"""Most scores held at once while ranking (128 MB of float32): a block of targets times
+the catalogue. Evaluation's memory grows with the catalogue only through the item
+table, never with the number of targets."""
+
+
+def score_block(n_items: int, most: int = 512) -> int:
+    """Targets scored together against a catalogue of `n_items`: `most`, or fewer where
+    the catalogue is large (33 at a million items)."""
+    return max(1, min(most, SCORE_BUDGET // max(1, n_items)))
 
 
 @torch.no_grad()
 def model_scores(
-    tower: SASRec, split: Split, rows: np.ndarray, items: torch.Tensor, block: int = 512
+    tower: SASRec, split: Split, rows: np.ndarray, items: torch.Tensor
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """(first row, scores [b, V]) of `rows` in blocks: `SASRec.score` of each target's
-    history, at the target's time, against the item table `items` [V, dim]."""
+    """(first row, scores [b, V]) of `rows` in blocks (`score_block`): `SASRec.score` of
+    each target's history, at the target's time, against the item table `items` [V, dim]."""
     tower.eval()
     times = np.asarray(split.plays.times)
+    block = score_block(len(items))
     for start in range(0, len(rows), block):
         chunk = rows[start : start + block]
         windows = np.stack([np.stack(split.window(int(r), tower.history_len)) for r in chunk])
@@ -196,22 +209,33 @@ def run_ranks(
     return model_ranks(tower, targets.split, targets.rows, items, exclude_seen, TOP_K)
 
 
-def sampled_ranks(scores_of, targets: Targets, negatives: int, seed: int = 0) -> np.ndarray:
-    """The SASRec paper's sampled protocol: the target against `negatives` items drawn
-    uniformly from those the user never played before it (pessimistic ties).
-    `scores_of(r, ids)` scores item ids for target r."""
+def sampled_candidates(targets: Targets, negatives: int, seed: int = 0) -> np.ndarray:
+    """[T, 1 + negatives] item ids: each target, then `negatives` items drawn uniformly
+    from those the user never played before it."""
     rng = np.random.default_rng(seed)
     n = len(targets.train_counts) - 1
-    ranks = np.empty(len(targets.items), dtype=np.int64)
+    out = np.empty((len(targets.items), 1 + negatives), dtype=np.int64)
     for r, target in enumerate(targets.items):
         seen = set(targets.history(r).tolist()) | {int(target)}
         drawn: list[int] = []
         while len(drawn) < negatives:
             candidates = rng.integers(1, n + 1, size=2 * negatives)
             drawn += [int(c) for c in candidates if int(c) not in seen][: negatives - len(drawn)]
-        scores = scores_of(r, np.array([target, *drawn]))
-        ranks[r] = int((scores >= scores[0]).sum())
-    return ranks
+        out[r] = [target, *drawn]
+    return out
+
+
+def sampled_ranks(scores_of, targets: Targets, negatives: int, seed: int = 0) -> np.ndarray:
+    """The SASRec paper's sampled protocol: the target against `negatives` items drawn
+    uniformly from those the user never played before it (pessimistic ties).
+    `scores_of(r, ids)` scores item ids for target r."""
+    candidates = sampled_candidates(targets, negatives, seed)
+    return candidate_ranks(np.stack([scores_of(r, ids) for r, ids in enumerate(candidates)]))
+
+
+def candidate_ranks(scores: np.ndarray) -> np.ndarray:
+    """The rank of column 0 among each row's scores [T, C] (pessimistic ties)."""
+    return (scores >= scores[:, :1]).sum(axis=1)
 
 
 def paired_bootstrap(
@@ -370,11 +394,13 @@ def _sampled(run: TrainedRun, targets: Targets, negatives: int) -> dict:
     index = load_run_index(run)
     tower = run.load_user_tower(catalogue=index.embeddings)
     items = torch.from_numpy(index.embeddings[: run.ids.rows])
-    scores = torch.cat([s for _, s in model_scores(tower, targets.split, targets.rows, items)])
-    scores = scores.numpy()
-    pop = popularity(targets.train_counts)
-    model = sampled_ranks(lambda r, ids: scores[r, ids], targets, negatives)
-    popular = sampled_ranks(lambda r, ids: pop[ids], targets, negatives)
+    candidates = sampled_candidates(targets, negatives)
+    scores = np.empty(candidates.shape, dtype=np.float32)  # never targets x catalogue
+    for start, block in model_scores(tower, targets.split, targets.rows, items):
+        rows = torch.from_numpy(candidates[start : start + len(block)])
+        scores[start : start + len(block)] = block.gather(1, rows).numpy()
+    model = candidate_ranks(scores)
+    popular = candidate_ranks(popularity(targets.train_counts)[candidates])
     return {
         "protocol": f"target vs {negatives} sampled unplayed items - NOT comparable with "
         f"full ranking",
