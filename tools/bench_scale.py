@@ -50,6 +50,7 @@ class Cost:
 
 def measure(stage: str, command: list[str], output: Path | None, log: Path) -> Cost:
     """Run `command` (its output to `log`); fail loudly with the log's tail."""
+    log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with log.open("w") as sink:
         process = subprocess.Popen(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
