@@ -85,5 +85,6 @@ demo: $(RUN)/eval-test.json $(DATA)/oracle.json | setup
 	$(BIN)/python tools/demo_summary.py --preset $(PRESET)
 
 # Every benchmark, and BENCHMARKS.md's generated sections rewritten (not part of `test`).
+# BENCH="--scale --seqrec" adds the long ones (the `large` world and the 20 M probe: hours).
 bench: $(SHARDS)/manifest.json | setup
-	$(BIN)/python tools/bench_all.py --preset $(PRESET)
+	$(BIN)/python tools/bench_all.py --preset $(PRESET) $(BENCH)

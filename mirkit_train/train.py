@@ -551,6 +551,12 @@ class Validation:
         self.cfg, self.data, self.model, self.spec = cfg, data, model, spec
         self.tabular, self.world, self.device = tabular, world, device
         self.targets = validation_targets(data.split, data.n_items, cfg.val_limit, cfg.seed)
+        if len(self.targets.rows) < len(data.split.val_rows):
+            logger.info(
+                "validation: %d of %d targets each epoch (a fixed random sample; --val-limit)",
+                len(self.targets.rows),
+                len(data.split.val_rows),
+            )
         self.usable = embeddable_items(model, data.catalog)[: ItemIds(data.n_items).rows]
         self.baselines = baseline_reports(self.targets, cfg.exclude_seen)
         self.best_baseline = max(self.baselines, key=lambda b: self.baselines[b]["NDCG@10"])

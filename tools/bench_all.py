@@ -3,9 +3,10 @@
 BENCHMARKS.md keeps its prose; each table a tool prints sits between
 `<!-- generated:NAME -->` and `<!-- /generated:NAME -->` and is replaced by a fresh run,
 headed by the machine, the date, the commit and the command. Takes about 15 minutes on
-a 2-core CPU (more with --seqrec, which needs ../shared/data).
+a 2-core CPU (more with --seqrec, which needs ../shared/data, and with --scale: the
+`large` world end to end and the 20-million-play probe, about two hours).
 
-    .venv/bin/python tools/bench_all.py [--preset demo] [--only loader] [--seqrec]
+    .venv/bin/python tools/bench_all.py [--preset demo] [--only loader] [--seqrec] [--scale]
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def benchmarks(preset: str) -> dict[str, list[str]]:
         "ranks": [*py, "-m", "tools.bench_train", "--shards", shards],
         "index": [*py, "-m", "tools.bench_index", "--run", f"runs/{preset}"],
         "serve": [*py, "tools/bench_serve.py", "--run", f"runs/{preset}"],
+        "scale-probe": [*py, "tools/bench_scale.py", "--probe", "20000000:1000000:1000"],
+        "scale-worlds": [
+            *py,
+            "tools/bench_scale.py",
+            *("--worlds", "tiny,demo,large", "--plot", "docs/scale.png"),
+        ],
         "seqrec-lastfm": [
             *py,
             "tools/reproduce_seqrec.py",
@@ -82,11 +89,16 @@ def replace_section(text: str, name: str, body: str) -> str:
 @click.option("--preset", default="demo", show_default=True)
 @click.option("--only", multiple=True, help="Run only these benchmarks (repeatable).")
 @click.option("--seqrec", is_flag=True, help="Also the id-only reproductions (LastFM, Beauty).")
-def main(preset: str, only: tuple[str, ...], seqrec: bool) -> None:
+@click.option(
+    "--scale", is_flag=True, help="Also the scale probes (about 2 hours on 2 cores, 30 GB)."
+)
+def main(preset: str, only: tuple[str, ...], seqrec: bool, scale: bool) -> None:
     path = ROOT / "BENCHMARKS.md"
     header = machine()
+    wanted = {"seqrec": seqrec, "scale": scale}
     for name, command in benchmarks(preset).items():
-        if (only and name not in only) or (name.startswith("seqrec") and not seqrec and not only):
+        optional = name.split("-")[0] in wanted and not wanted[name.split("-")[0]]
+        if (only and name not in only) or (optional and not only):
             continue
         click.echo(f"bench: {name}: {' '.join(command)}", err=True)
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
