@@ -147,6 +147,11 @@ class EpochStats:
     computed: float = 0.0  # seconds in steps
     samples: int = 0  # training pairs, all ranks
     stopped_at: int | None = None  # the epoch step a stop signal ended the epoch after
+    validated: float = 0.0  # seconds of the validation after the epoch
+
+    def validation_share(self) -> float:
+        """Validation's share of the epoch's time (kept under a tenth by `--val-limit`)."""
+        return self.validated / max(self.waited + self.computed + self.validated, 1e-9)
 
     def rate(self) -> float:
         return self.samples / max(self.waited + self.computed, 1e-9)
@@ -211,7 +216,9 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
                 summary = {"stopped at step": progress.step, "resume with": "--resume"}
                 break
 
+            validating = time.perf_counter()
             report = validation.run()
+            stats.validated = time.perf_counter() - validating
             row = epoch_row(progress.step, epoch, stats, report, validation.best_baseline, started)
             ndcg = report["model"]["NDCG@10"]
             improved = ndcg > progress.best
@@ -615,6 +622,7 @@ def epoch_row(
         "train_loss": float(np.mean(stats.losses)) if stats.losses else float("nan"),
         "samples_per_s": stats.rate(),
         "data_wait_fraction": stats.wait_fraction(),
+        "validation_fraction": stats.validation_share(),
         "seconds": round(time.perf_counter() - started, 1),  # time-to-quality curves
     }
     for who, metrics in report.items():
@@ -622,7 +630,7 @@ def epoch_row(
         row |= {f"{prefix}_{k}": v for k, v in metrics.items() if k != "n"}
     logger.info(
         "epoch %d: loss %.4f, val NDCG@10 %.4f (best baseline: %s %.4f), %.0f "
-        "pairs/s, data wait %.0f%%",
+        "pairs/s, data wait %.0f%%, validation %.0f%% of the epoch",
         epoch + 1,
         row["train_loss"],
         report["model"]["NDCG@10"],
@@ -630,6 +638,7 @@ def epoch_row(
         report[best_baseline]["NDCG@10"],
         row["samples_per_s"],
         100 * row["data_wait_fraction"],
+        100 * row["validation_fraction"],
     )
     return row
 

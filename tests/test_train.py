@@ -67,6 +67,7 @@ def test_end_to_end_training_beats_a_random_ranking(multimodal_run):
     assert max(v["val_NDCG@10"] for v in validation) > random_ndcg
     losses = [r["loss"] for r in rows if "loss" in r]
     assert np.mean(losses[-3:]) < losses[0]  # the loss falls
+    assert all(0 < v["validation_fraction"] < 1 for v in validation)  # its cost is shown
     for name in (
         "config.json",
         "train.log",
