@@ -16,10 +16,11 @@ from mirkit.evaluation.protocol import (
     BASELINES,
     Targets,
     baseline_ranks,
+    candidate_ranks,
     load_targets,
     paired_bootstrap,
     per_target,
-    sampled_ranks,
+    sampled_candidates,
     slices,
 )
 from mirkit.serving.index import INDEX_FILE, ItemIndex
@@ -69,14 +70,9 @@ def test_baselines_on_a_toy_log():
 
 def test_sampled_protocol_is_fixed_by_its_seed_and_ignores_played_items():
     targets = toy_targets()
-    seen = []
-
-    def scores_of(r, ids):
-        seen.append(ids)
-        return -ids.astype(float)  # lower ids score higher
-
-    first = sampled_ranks(scores_of, targets, negatives=2, seed=3)
-    again = sampled_ranks(lambda r, ids: -ids.astype(float), targets, negatives=2, seed=3)
+    seen = sampled_candidates(targets, negatives=2, seed=3)
+    first = candidate_ranks(-seen.astype(float))  # lower ids score higher
+    again = candidate_ranks(-sampled_candidates(targets, negatives=2, seed=3).astype(float))
     assert np.array_equal(first, again)
     for r, ids in enumerate(seen):
         assert ids[0] == targets.items[r] and len(ids) == 3

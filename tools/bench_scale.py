@@ -65,6 +65,11 @@ def measure(stage: str, command: list[str], output: Path | None, log: Path) -> C
     return cost
 
 
+def run_stages(stages: list[tuple[str, list[str], Path | None]], logs: Path) -> list[Cost]:
+    """Each (name, command, output) in turn, its output to logs/<i>.log."""
+    return [measure(name, cmd, out, logs / f"{i}.log") for i, (name, cmd, out) in enumerate(stages)]
+
+
 def _size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
@@ -87,7 +92,7 @@ def probe(spec: str, work: Path) -> list[Cost]:
         ("mirkit index", [*MIRKIT, "index", "--run", str(run)], run / "index.h5"),
         ("mirkit eval --limit 1000", [*MIRKIT, "eval", "--run", str(run), "--limit", "1000"], None),
     ]
-    return [measure(name, cmd, out, work / f"{i}.log") for i, (name, cmd, out) in enumerate(stages)]
+    return run_stages(stages, work)
 
 
 PROBE_TRAINING = ["--modalities", "id", "--loss", "in-batch", "--epochs", "1"]
@@ -115,17 +120,15 @@ def world(preset: str, work: Path) -> list[Cost]:
         ("index", [*MIRKIT, "index", "--run", str(content)], content / "index.h5"),
         ("eval", [*MIRKIT, "eval", "--run", str(content)], None),
     ]
-    logs = work / preset
-    return [measure(name, cmd, out, logs / f"{i}.log") for i, (name, cmd, out) in enumerate(stages)]
+    return run_stages(stages, work / preset)
 
 
 def _world_inputs(data: Path) -> list[str]:
     """The shards build inputs of a synthetic corpus (configs/demo.toml's, moved)."""
-    plays, profiles = PLAYS_FILE, PROFILES_FILE
     return [
-        *("--plays", str(data / plays), "--tracks", str(data / "tracks.csv")),
+        *("--plays", str(data / PLAYS_FILE), "--tracks", str(data / "tracks.csv")),
         *("--lyrics", str(data / "lyrics.csv"), "--audio-dir", str(data / "audio")),
-        *("--covers", str(data / "covers"), "--profiles", str(data / profiles)),
+        *("--covers", str(data / "covers"), "--profiles", str(data / PROFILES_FILE)),
     ]
 
 

@@ -150,10 +150,10 @@ the catalogue. Evaluation's memory grows with the catalogue only through the ite
 table, never with the number of targets."""
 
 
-def score_block(n_items: int, most: int = 512) -> int:
-    """Targets scored together against a catalogue of `n_items`: `most`, or fewer where
-    the catalogue is large (33 at a million items)."""
-    return max(1, min(most, SCORE_BUDGET // max(1, n_items)))
+def score_block(n_items: int) -> int:
+    """Targets scored together against a catalogue of `n_items`: 512, or fewer where the
+    catalogue is large (33 at a million items)."""
+    return max(1, min(512, SCORE_BUDGET // max(1, n_items)))
 
 
 @torch.no_grad()
@@ -210,8 +210,9 @@ def run_ranks(
 
 
 def sampled_candidates(targets: Targets, negatives: int, seed: int = 0) -> np.ndarray:
-    """[T, 1 + negatives] item ids: each target, then `negatives` items drawn uniformly
-    from those the user never played before it."""
+    """The SASRec paper's sampled protocol: [T, 1 + negatives] item ids, each target then
+    `negatives` items drawn uniformly from those the user never played before it
+    (`candidate_ranks` ranks the target among them)."""
     rng = np.random.default_rng(seed)
     n = len(targets.train_counts) - 1
     out = np.empty((len(targets.items), 1 + negatives), dtype=np.int64)
@@ -223,14 +224,6 @@ def sampled_candidates(targets: Targets, negatives: int, seed: int = 0) -> np.nd
             drawn += [int(c) for c in candidates if int(c) not in seen][: negatives - len(drawn)]
         out[r] = [target, *drawn]
     return out
-
-
-def sampled_ranks(scores_of, targets: Targets, negatives: int, seed: int = 0) -> np.ndarray:
-    """The SASRec paper's sampled protocol: the target against `negatives` items drawn
-    uniformly from those the user never played before it (pessimistic ties).
-    `scores_of(r, ids)` scores item ids for target r."""
-    candidates = sampled_candidates(targets, negatives, seed)
-    return candidate_ranks(np.stack([scores_of(r, ids) for r, ids in enumerate(candidates)]))
 
 
 def candidate_ranks(scores: np.ndarray) -> np.ndarray:
