@@ -41,6 +41,11 @@ class TrainConfig:
         "(learned recency and frequency, mixed in by the user state) beside the catalogue "
         "score; it learns to stay out of the way on data without repeats."
     )  # fmt: skip
+    continuation: bool = option(
+        True, "The user tower scores the tracks of the artists and albums the history holds "
+        "(learned recency and frequency per artist and per album, mixed in by the user "
+        "state), beside the catalogue score; needs artist or album rows (--artists)."
+    )  # fmt: skip
     repeat_memory: int | None = option(
         None, "How many recent plays the repeat part reads, when more than max_len (the "
         "Transformer reads the last max_len of them); default: the preset's (max_len)."

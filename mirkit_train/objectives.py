@@ -87,10 +87,11 @@ def user_major_loss(
         # an item without training plays is never a target: as a negative its id row would
         # only learn to move away from users, while its artist's and album's rows carry it
         warm = model.item_tower.warm[: len(every_row)]
+        groups = tower.group_bonus(shown, hidden, times, request, mask)
         fresh = None
         if tower.freshness is not None:
             fresh = tower.freshness(request[:, -width:][mask], h, every_row)
-        value = full_softmax_loss(h, table, t, scale, excluded, history, warm, fresh)
+        value = full_softmax_loss(h, table, t, scale, excluded, history, warm, fresh, groups)
         return value, len(t)
     negatives = torch.randint(1, n_items + 1, (cfg.sampled_negatives,), device=t.device)
     uniform = torch.full((len(every_row),), -math.log(n_items), device=t.device)
@@ -142,8 +143,9 @@ def item_major_loss(
 
 def parts_without_gradient(model: TwoTower, path: str, loss: str) -> tuple[str, ...]:
     """Parts this objective never reaches, to be kept fixed (DDP requires every trained
-    parameter to get a gradient): the repeat and freshness parts learn from the full
-    softmax only, the one loss that scores the history's tracks and every item's age; the
+    parameter to get a gradient): the repeat, continuation and freshness parts learn from
+    the full softmax only, the one loss that scores the history's tracks, every item's
+    artist and album and every item's age; the
     cold scale (the length of content-only embeddings) has nothing to learn from when
     every item has an artist or album (its rows stand in for a missing id), nor the
     content weight with content for cold items only and no artist or album rows (an id
@@ -152,7 +154,9 @@ def parts_without_gradient(model: TwoTower, path: str, loss: str) -> tuple[str, 
     if (path, loss) != ("user-major", "full-softmax"):
         tower = model.user_tower
         fixed += [
-            f"user_tower.{n}" for n in ("repeat", "freshness") if getattr(tower, n) is not None
+            f"user_tower.{n}"
+            for n in ("repeat", "continuation", "freshness")
+            if getattr(tower, n) is not None
         ]
     table = model.item_tower.id_table
     grouped = isinstance(table, CatalogueEmbedding)

@@ -51,6 +51,7 @@ def resolve_model(
         dropout=model.dropout if cfg.dropout is None else cfg.dropout,
         time_inputs=cfg.time_inputs,
         repeat=cfg.repeat,
+        continuation=cfg.continuation,
         freshness=cfg.freshness,
         content_for=cfg.content_for,
         repeat_memory=model.repeat_memory if cfg.repeat_memory is None else cfg.repeat_memory,

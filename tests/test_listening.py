@@ -17,6 +17,7 @@ from mirkit.data.plays import PlayArrays, Split, SplitConfig, first_play_times, 
 from mirkit.evaluation.protocol import model_ranks, model_scores
 from mirkit.models.config import PRESETS
 from mirkit.models.two_tower import TwoTower
+from mirkit.models.user_tower import spread_groups
 from mirkit.serving.index import embeddable_items
 from mirkit_train.objectives import user_major_loss
 from mirkit_train.user_major import UserMajorBatches
@@ -220,3 +221,39 @@ def test_logs_without_times_train_and_score(repeat):
     net = trained(split, 8, 5, repeat=repeat)
     ranks, top = model_ranks(net.user_tower, split, split.test_rows, table(net), False, 3)
     assert ranks.min() >= 1 and top.shape == (len(split.test_rows), 3)
+
+
+def test_the_rest_of_the_album_comes_next():
+    """Listeners play albums through, each in its own random order: the next play is a
+    track of the last play's album not played yet. The continuation part gives the
+    tracks of the history's albums a bonus no other track gets, and that bonus is what
+    ranks the rest of the last album first."""
+    rng = np.random.default_rng(5)
+    albums, per_album = 30, 6
+    n_items = albums * per_album
+    album_of = np.zeros(n_items + 2, dtype=np.int64)
+    album_of[1 : n_items + 1] = np.repeat(np.arange(1, albums + 1), per_album)
+    sequences = []
+    for _ in range(300):
+        chosen = rng.choice(np.arange(albums), 3, replace=False)
+        sequences.append([int(1 + a * per_album + t) for a in chosen for t in rng.permutation(6)])
+    split = make_split(log_of(sequences), SplitConfig())
+    net = trained(split, n_items, 150, groups=(np.zeros_like(album_of), album_of))
+    assert list(net.user_tower.continuation) == ["album"]  # no artists: albums only
+    items = table(net)
+    with_bonus, without = [], []
+    for row in split.test_rows:  # the one track of the album not played yet
+        history, _, times, request = _window(split, row)
+        with torch.no_grad():
+            scores = net.user_tower.score(history, items, times, request)[0]
+            states = net.user_tower.sequence(history, None, times, request)[:, -1:]
+            parts = net.user_tower.group_bonus(history, states, times, request)
+        bonus = spread_groups(parts, torch.arange(n_items + 1))[0, 0]
+        target = int(split.plays.items[row])
+        heard = torch.from_numpy(np.isin(album_of[: n_items + 1], album_of[history[0]]))
+        heard[0] = False
+        assert bool((bonus[~heard] == 0).all()) and bool((bonus[heard] != 0).all())
+        for ranked, out in ((scores, with_bonus), (scores - bonus, without)):
+            out.append(int((ranked[1:] > ranked[target]).sum()) + 1)
+    with_bonus, without = np.array(with_bonus), np.array(without)
+    assert (with_bonus == 1).mean() > 0.8 and (with_bonus == 1).mean() > (without == 1).mean()

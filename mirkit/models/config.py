@@ -69,6 +69,10 @@ class ModelConfig:
     """The user tower reads the time gap before each play and before the request."""
     repeat: bool = True
     """The user tower scores the history's tracks as candidates to play again."""
+    continuation: bool = True
+    """The user tower scores the tracks of the history's artists and albums (with artist
+    or album rows only): the repeat part's learned recency and frequency, per artist and
+    per album instead of per track."""
     repeat_memory: int = 0
     """Plays the repeat part reads when more than max_len (the Transformer reads the last
     max_len of them); it costs memory^2 per user. 0: max_len, chosen on validation (200
@@ -106,6 +110,7 @@ class ModelConfig:
         for part in (
             "time_inputs",
             "repeat",
+            "continuation",
             "freshness",
         ):  # models saved before these parts existed
             values.setdefault(part, False)

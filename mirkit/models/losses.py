@@ -109,6 +109,7 @@ def full_softmax_loss(
     history: tuple[torch.Tensor, torch.Tensor] | None = None,
     candidates: torch.Tensor | None = None,
     extra: torch.Tensor | None = None,
+    groups: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> torch.Tensor:
     """Cross-entropy over the whole catalogue: hidden [N, D], item_table [n_items + 1, D]
     (row 0 = padding, never a candidate), targets [N] in 1..n_items; excluded [N, n_items]
@@ -117,7 +118,9 @@ def full_softmax_loss(
     added to their scores before the scale (`SASRec.score` ranks by the same sum);
     candidates [n_items + 1] (optional, bool): the items that compete at all (the
     targets and history tracks must be among them); extra [N, n_items + 1]: more of the
-    score (the freshness bonus), also before the scale.
+    score (the freshness bonus), also before the scale; groups [(bonus [N, G], group of
+    each item id)]: the continuation bonus of each row's artists and albums, given per
+    group and placed on their items here (`SASRec.group_bonus`), also before the scale.
 
     The [N, n_items] logits are the step's largest tensor, so each pass over them counts
     (docs/design.md, "Where an id-only step's time goes"): the scale multiplies the
@@ -136,6 +139,8 @@ def full_softmax_loss(
     logits = (hidden.float() * scale) @ item_table[columns].float().T
     if extra is not None:
         logits = logits + extra.float() * scale
+    for per_group, group_of in groups or ():
+        logits.add_((per_group * scale).index_select(1, group_of[columns]))
     if history is not None:
         ids, bonus = history
         placed = column_of[ids]

@@ -110,16 +110,23 @@ class SASRec(nn.Module):
         groups: tuple[int, int] = (0, 0),
         repeat_memory: int = 0,
         freshness: bool = False,
+        continuation: bool = False,
     ):
         super().__init__()
         self.n_items = n_items
         self.ids = ItemIds(n_items)  # the trained items: its id table's
         self.max_len = max_len
         # the plays a history should hold: the repeat part may read further back
-        self.history_len = max(max_len, repeat_memory) if repeat else max_len
         if id_table is None:
             id_table = id_embedding(n_items, dim, *groups)
         self.id_table = id_table
+        kinds = [k for k, n in zip(("artist", "album"), groups, strict=True) if n]
+        # one repeat scorer per kind of group, fed the history's artist or album ids
+        self.continuation = None
+        if continuation and kinds:
+            self.continuation = nn.ModuleDict({k: RepeatScorer(dim) for k in kinds})
+        scored = repeat or self.continuation is not None
+        self.history_len = max(max_len, repeat_memory) if scored else max_len
         self.positions = nn.Embedding(max_len, dim)
         nn.init.normal_(self.positions.weight, std=0.02)
         self.profile = nn.Linear(n_profile, dim) if n_profile else None
@@ -155,6 +162,7 @@ class SASRec(nn.Module):
             (config.n_artists, config.n_albums),
             config.repeat_memory,
             config.freshness,
+            config.continuation,
         )
 
     @torch.no_grad()
@@ -217,6 +225,38 @@ class SASRec(nn.Module):
         queries = states.shape[1]
         return self.repeat(history, times, request[:, -queries:], states)
 
+    def group_bonus(
+        self,
+        history: torch.Tensor,
+        states: torch.Tensor,
+        times: torch.Tensor | None = None,
+        request: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
+    ) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """The continuation bonus of each artist and each album for the history [B, L]
+        (its last `history_len` plays) at the last P positions, whose user states are
+        `states` [B, P, dim]: a (bonus [B, P, groups], group of every item id) pair per
+        kind of group, nonzero only for the history's groups (`spread_groups` gives the
+        items theirs); with `keep` [B, P] (bool), only the kept queries' rows [N, groups].
+        None without a continuation part."""
+        if self.continuation is None:
+            return None
+        history, times, request = _window(history, times, request, self.history_len)
+        times, request = play_times(history, times, request)
+        queries = states.shape[1]
+        parts = []
+        for kind, scorer in self.continuation.items():
+            group_of = getattr(self.id_table, f"{kind}_of")
+            groups = _group(group_of, history)
+            bonus = scorer(groups, times, request[:, -queries:], states)  # [B, P, L]
+            groups = groups[:, None, :].expand_as(bonus)
+            if keep is not None:
+                bonus, groups = bonus[keep], groups[keep]
+            n_groups = getattr(self.id_table, f"{kind}s").num_embeddings
+            per_group = bonus.new_zeros(*bonus.shape[:-1], n_groups)
+            parts.append((per_group.scatter_add(-1, groups, bonus), group_of))
+        return parts
+
     def _attention_mask(self, ids: torch.Tensor) -> torch.Tensor:
         """[B * heads, L, L], True = blocked: no future positions, no padding keys; a
         padding position sees only itself, so no row is fully blocked (no NaN)."""
@@ -250,7 +290,8 @@ class SASRec(nn.Module):
     ) -> torch.Tensor:
         """Scores [B, V] of every item for requests at `request` [B]: the user embedding's
         dot product with `items` [V, dim] (the index, L2-normalised rows), plus the repeat
-        bonus of the history's tracks and the freshness bonus of every item. Training
+        bonus of the history's tracks, the continuation bonus of the tracks of its artists
+        and albums and the freshness bonus of every item. Training
         validation, `mirkit eval` and `mirkit recommend` all rank by this. Zero rows (items
         the index has nothing to embed from) score -inf. With `candidates` [B, C] (item
         ids), only theirs."""
@@ -258,13 +299,16 @@ class SASRec(nn.Module):
         states = self.sequence(history, None, times, request)[:, -1:]
         if candidates is None:
             scores = states[:, 0].float() @ items.float().T
+            columns = torch.arange(len(items), device=items.device)
         else:
             scores = (states.float() * items[candidates].float()).sum(dim=-1)
+            columns = candidates
         if self.freshness is not None:
-            request = play_times(history, times, request)[1][:, -1]
-            columns = torch.arange(len(items), device=items.device)
-            columns = columns if candidates is None else candidates
-            scores = scores + self.freshness(request, states[:, 0], columns)
+            at = play_times(history, times, request)[1][:, -1]
+            scores = scores + self.freshness(at, states[:, 0], columns)
+        groups = self.group_bonus(history, states, times, request)
+        if groups is not None:
+            scores = scores + spread_groups(groups, columns)[:, 0]
         bonus = self.history_bonus(history, states, times, request)
         if bonus is not None:
             known = torch.where(history < items.shape[0], history, 0)
@@ -276,6 +320,26 @@ class SASRec(nn.Module):
         unusable = (items == 0).all(dim=1)  # nothing to embed the item from: never ranked
         unusable = unusable if candidates is None else unusable[candidates]
         return scores.masked_fill(unusable, float("-inf"))
+
+
+def spread_groups(
+    parts: list[tuple[torch.Tensor, torch.Tensor]], columns: torch.Tensor
+) -> torch.Tensor:
+    """The bonus [..., C] of the items `columns` ([C], or [B, C] for bonuses [B, 1, G])
+    from their groups' (`SASRec.group_bonus`)."""
+    total = 0.0
+    for per_group, group_of in parts:
+        if columns.dim() == 1:
+            total = total + per_group.index_select(-1, _group(group_of, columns))
+        else:
+            total = total + per_group.gather(-1, _group(group_of, columns)[:, None, :])
+    return total
+
+
+def _group(group_of: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """The artist or album index of each item id (0: none, or an id the table lacks)."""
+    known = ids < len(group_of)
+    return torch.where(known, group_of[ids.clamp(max=len(group_of) - 1)], 0)
 
 
 def play_times(
