@@ -175,9 +175,7 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
     batches = batch_source(cfg, data, model, path, spec, tabular, world)
     steps = batches.steps_per_epoch(world.size)
     steps = min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
-    )
+    optimizer = torch.optim.AdamW(parameter_groups(model, cfg), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(min(cfg.warmup_steps, cfg.epochs * steps // 10), cfg.epochs * steps)
     )
@@ -656,6 +654,23 @@ def init_from_run(model: TwoTower, run: Path, device: torch.device) -> int:
         raise TrainingError(f"--init-from {run}: no weight matches this model (other sizes?)")
     model.load_state_dict(matched, strict=False)
     return len(matched)
+
+
+HISTORY_SCORERS = tuple(f"user_tower.{n}." for n in ("repeat", "continuation", "freshness"))
+
+
+def parameter_groups(model: TwoTower, cfg: TrainConfig) -> list[dict]:
+    """The trained parameters for the optimiser: the history scorers at `scorer_lr_scale`
+    x lr, the rest at lr."""
+    scorers, rest = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (scorers if name.startswith(HISTORY_SCORERS) else rest).append(p)
+    groups = [
+        {"params": rest, "lr": cfg.lr},
+        {"params": scorers, "lr": cfg.lr * cfg.scorer_lr_scale},
+    ]
+    return [g for g in groups if g["params"]]
 
 
 def freeze(model: TwoTower, parts: tuple[str, ...]) -> int:

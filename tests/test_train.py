@@ -22,7 +22,7 @@ from mirkit.serving.index import embed_catalogue
 from mirkit.shards.manifest import ShardsError, load_manifest
 from mirkit_train.config import TrainConfig
 from mirkit_train.item_major import ItemMajorStream, emission_rates
-from mirkit_train.train import TrainingError, train
+from mirkit_train.train import TrainingError, parameter_groups, train
 from mirkit_train.user_major import windows
 
 N_ITEMS = 60
@@ -489,3 +489,18 @@ def test_tabular_features_keep_the_training_scaling_after_tracks_are_appended(
     columns = tabular_columns(catalog)
     assert trained.record["tabular_scaling"] == tabular_scaling(catalog, columns)
     assert tabular_scaling(grown, columns) != tabular_scaling(catalog, columns)
+
+
+def test_the_history_scorers_learn_at_their_own_rate(tiny_shards, tmp_path):
+    """`scorer_lr_scale` gives the repeat and continuation parts their own learning rate
+    (and only them); frozen parts get none."""
+    net = TwoTower(ModelConfig(modalities=("id",), n_artists=3, n_albums=4), N_ITEMS)
+    cfg = config(tiny_shards, tmp_path / "run", scorer_lr_scale=10.0)
+    fast, slow = parameter_groups(net, cfg)[::-1]
+    scorers = {
+        id(p) for m in (net.user_tower.repeat, net.user_tower.continuation) for p in m.parameters()
+    }
+    assert {id(p) for p in fast["params"]} == scorers and fast["lr"] == 10 * cfg.lr
+    assert not scorers & {id(p) for p in slow["params"]} and slow["lr"] == cfg.lr
+    net.user_tower.requires_grad_(False)
+    assert [g["lr"] for g in parameter_groups(net, cfg)] == [cfg.lr]  # the item tower's
