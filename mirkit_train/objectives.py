@@ -22,7 +22,7 @@ from mirkit.models.losses import (
     seen_so_far,
 )
 from mirkit.models.two_tower import TwoTower
-from mirkit.models.user_tower import CatalogueEmbedding
+from mirkit.models.user_tower import HISTORY_SCORERS, CatalogueEmbedding
 from mirkit_train.config import TrainConfig
 from mirkit_train.item_major import ItemMajorBatch
 
@@ -153,11 +153,7 @@ def parts_without_gradient(model: TwoTower, path: str, loss: str) -> tuple[str, 
     fixed = []
     if (path, loss) != ("user-major", "full-softmax"):
         tower = model.user_tower
-        fixed += [
-            f"user_tower.{n}"
-            for n in ("repeat", "continuation", "freshness")
-            if getattr(tower, n) is not None
-        ]
+        fixed += [f"user_tower.{n}" for n in HISTORY_SCORERS if getattr(tower, n) is not None]
     table = model.item_tower.id_table
     grouped = isinstance(table, CatalogueEmbedding)
     if hasattr(model.item_tower, "log_cold_scale") and grouped:

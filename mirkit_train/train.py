@@ -50,6 +50,7 @@ from mirkit.files import load_weights
 from mirkit.ids import ItemIds
 from mirkit.models.config import ModelConfig
 from mirkit.models.two_tower import TwoTower
+from mirkit.models.user_tower import HISTORY_SCORERS
 from mirkit.serving.index import embed_catalogue, embeddable_items
 from mirkit.shards.manifest import load_manifest
 from mirkit.shards.verify import shard_file_problem
@@ -656,16 +657,14 @@ def init_from_run(model: TwoTower, run: Path, device: torch.device) -> int:
     return len(matched)
 
 
-HISTORY_SCORERS = tuple(f"user_tower.{n}." for n in ("repeat", "continuation", "freshness"))
-
-
 def parameter_groups(model: TwoTower, cfg: TrainConfig) -> list[dict]:
     """The trained parameters for the optimiser: the history scorers at `scorer_lr_scale`
     x lr, the rest at lr."""
     scorers, rest = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (scorers if name.startswith(HISTORY_SCORERS) else rest).append(p)
+            scorer = name.startswith(tuple(f"user_tower.{n}." for n in HISTORY_SCORERS))
+            (scorers if scorer else rest).append(p)
     groups = [
         {"params": rest, "lr": cfg.lr},
         {"params": scorers, "lr": cfg.lr * cfg.scorer_lr_scale},

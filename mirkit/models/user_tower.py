@@ -94,6 +94,11 @@ def cold_items(warm: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return cold.nonzero()[:, 0]
 
 
+HISTORY_SCORERS = ("repeat", "continuation", "freshness")
+"""The parts of the tower that score items from the history at request time (attributes,
+None where off): small, trained by the full softmax only."""
+
+
 class SASRec(nn.Module):
     def __init__(
         self,
