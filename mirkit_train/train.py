@@ -660,11 +660,11 @@ def init_from_run(model: TwoTower, run: Path, device: torch.device) -> int:
 def parameter_groups(model: TwoTower, cfg: TrainConfig) -> list[dict]:
     """The trained parameters for the optimiser: the history scorers at `scorer_lr_scale`
     x lr, the rest at lr."""
+    prefixes = tuple(f"user_tower.{n}." for n in HISTORY_SCORERS)
     scorers, rest = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            scorer = name.startswith(tuple(f"user_tower.{n}." for n in HISTORY_SCORERS))
-            (scorers if scorer else rest).append(p)
+            (scorers if name.startswith(prefixes) else rest).append(p)
     groups = [
         {"params": rest, "lr": cfg.lr},
         {"params": scorers, "lr": cfg.lr * cfg.scorer_lr_scale},

@@ -115,6 +115,13 @@ def scatter_history(
     return scores.scatter_add(1, ids, (bonus * scale).to(scores.dtype))
 
 
+def lookup(table: torch.Tensor, ids: torch.Tensor, missing: int) -> torch.Tensor:
+    """table[ids] for the item ids `ids`, `missing` for ids beyond the table (items
+    appended after the model was trained)."""
+    found = table[ids.clamp(max=len(table) - 1)]
+    return torch.where(ids < len(table), found, missing)
+
+
 NOT_PLAYED = torch.iinfo(torch.int64).max // 2
 """The first-play time of an item nobody has played: after any request."""
 
@@ -145,9 +152,7 @@ class FreshnessScorer(nn.Module):
     ) -> torch.Tensor:
         """Bonus [N, C] of the item ids `columns` ([C] or [N, C]) for requests [N] by
         users in `state` [N, dim]. Ids the buffer does not know count as not played."""
-        known = columns < len(self.first_played)
-        first = self.first_played[columns.clamp(max=len(self.first_played) - 1)]
-        first = torch.where(known, first, NOT_PLAYED)
+        first = lookup(self.first_played, columns, NOT_PLAYED)
         age = request[:, None] - (first[None, :] if first.dim() == 1 else first)
         bucket = gap_buckets(age).masked_fill(age <= 0, GAP_BUCKETS)
         return self.weights(state).gather(1, bucket)

@@ -23,6 +23,7 @@ from mirkit.models.history import (
     FreshnessScorer,
     GapEmbedding,
     RepeatScorer,
+    lookup,
     scatter_history,
 )
 
@@ -225,10 +226,22 @@ class SASRec(nn.Module):
         [B, P, dim]; None without a repeat part."""
         if self.repeat is None:
             return None
+        history, times, request = self._scored_history(history, times, request, states)
+        return self.repeat(history, times, request, states)
+
+    def _scored_history(
+        self,
+        history: torch.Tensor,
+        times: torch.Tensor | None,
+        request: torch.Tensor | None,
+        states: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(history, times [B, history_len], request [B, P]) as the history scorers read
+        them: the last `history_len` plays, and the request time of each of the P queries
+        of `states` [B, P, dim]."""
         history, times, request = _window(history, times, request, self.history_len)
         times, request = play_times(history, times, request)
-        queries = states.shape[1]
-        return self.repeat(history, times, request[:, -queries:], states)
+        return history, times, request[:, -states.shape[1] :]
 
     def group_bonus(
         self,
@@ -246,14 +259,12 @@ class SASRec(nn.Module):
         None without a continuation part."""
         if self.continuation is None:
             return None
-        history, times, request = _window(history, times, request, self.history_len)
-        times, request = play_times(history, times, request)
-        queries = states.shape[1]
+        history, times, request = self._scored_history(history, times, request, states)
         parts = []
         for kind, scorer in self.continuation.items():
             group_of = getattr(self.id_table, f"{kind}_of")
             groups = _group(group_of, history)
-            bonus = scorer(groups, times, request[:, -queries:], states)  # [B, P, L]
+            bonus = scorer(groups, times, request, states)  # [B, P, L]
             groups = groups[:, None, :].expand_as(bonus)
             if keep is not None:
                 bonus, groups = bonus[keep], groups[keep]
@@ -343,8 +354,7 @@ def spread_groups(
 
 def _group(group_of: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """The artist or album index of each item id (0: none, or an id the table lacks)."""
-    known = ids < len(group_of)
-    return torch.where(known, group_of[ids.clamp(max=len(group_of) - 1)], 0)
+    return lookup(group_of, ids, 0)
 
 
 def play_times(
