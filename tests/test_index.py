@@ -339,3 +339,26 @@ def test_the_catalogue_embedded_by_loader_workers_equals_the_serial_one(indexed_
     parallel = embed_catalogue(model, run.n_items, urls, run.input_spec, "cpu", workers=2)
     assert (serial.abs().sum(dim=1) > 0).sum() == run.n_items
     assert torch.allclose(serial, parallel, atol=1e-6)
+
+
+def test_only_cold_items_are_decoded_and_encoded_from_content(indexed_run, tiny_shards):
+    """With content for cold items only, a warm item's embedding is its id row: the index
+    decodes and encodes just the cold items, and gets what encoding every item gives."""
+    run = TrainedRun.open(indexed_run)
+    model = run.load_model()
+    assert model.config.content_for == "cold"
+    manifest, catalog = run.check_shards(tiny_shards)
+    urls, tabular = local_shard_urls(tiny_shards, manifest), run.tabular(catalog)
+    warm = torch.arange(1, run.n_items + 1)
+    model.item_tower.set_warm_items(warm[warm % 3 != 0])  # a third of the items cold
+    tower, encoded = model.item_tower, []
+    content_part = tower.content_part
+    tower.content_part = lambda batch, explain=False: (
+        encoded.extend(batch.item_ids.tolist()) or content_part(batch, explain)
+    )
+    table = embed_catalogue(model, run.n_items, urls, run.input_spec, "cpu", 8, tabular)
+    assert sorted(encoded) == list(range(3, run.n_items + 1, 3))
+    with torch.no_grad():
+        for batch in catalogue_batches(urls, run.input_spec, 8, tabular):
+            every = tower.combine(*tower.id_part(batch.item_ids), content_part(batch)[0])[0]
+            assert torch.allclose(table[batch.item_ids], every, atol=1e-5)

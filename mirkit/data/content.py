@@ -58,9 +58,12 @@ def decode_item(sample: dict, spec: InputSpec, rng: np.random.Generator | None) 
         ) from err
 
 
+def sample_item_id(sample: dict) -> int:
+    return int(json.loads(sample["meta.json"])["item_id"])
+
+
 def _decode(sample: dict, spec: InputSpec, rng: np.random.Generator | None) -> dict:
-    meta = json.loads(sample["meta.json"])
-    out: dict = {"item_id": int(meta["item_id"])}
+    out: dict = {"item_id": sample_item_id(sample)}
     if spec.mel_frames is not None:
         mel = np.zeros((spec.n_mels, spec.mel_frames), dtype=np.float32)
         frames = 0
@@ -123,12 +126,21 @@ def collate_items(
 
 
 def catalogue_batches(
-    urls: list[str], spec: InputSpec, batch_size: int, tabular: np.ndarray | None = None
+    urls: list[str],
+    spec: InputSpec,
+    batch_size: int,
+    tabular: np.ndarray | None = None,
+    wanted: np.ndarray | None = None,
 ) -> Iterator[ItemBatch]:
     """Every item of the shards once, centre-cropped, in batches (for embedding the
-    catalogue)."""
+    catalogue); with `wanted` ([ids] bool), only the items it marks (others are not
+    decoded)."""
     pending: list[dict] = []
     for sample in read_samples(urls):
+        if wanted is not None:
+            item_id = sample_item_id(sample)
+            if item_id >= len(wanted) or not wanted[item_id]:
+                continue
         pending.append(decode_item(sample, spec, rng=None))
         if len(pending) == batch_size:
             yield collate_items(pending, spec, tabular)
@@ -140,14 +152,15 @@ def catalogue_batches(
 class _CatalogueShards(torch.utils.data.IterableDataset):
     """`catalogue_batches` of the shards, split among DataLoader workers by shard."""
 
-    def __init__(self, urls: list[str], spec: InputSpec, batch_size: int, tabular):
+    def __init__(self, urls: list[str], spec: InputSpec, batch_size: int, tabular, wanted):
         super().__init__()
-        self.urls, self.spec, self.batch_size, self.tabular = urls, spec, batch_size, tabular
+        self.urls, self.spec, self.batch_size = urls, spec, batch_size
+        self.tabular, self.wanted = tabular, wanted
 
     def __iter__(self) -> Iterator[ItemBatch]:
         worker = torch.utils.data.get_worker_info()
         urls = self.urls[worker.id :: worker.num_workers] if worker else self.urls
-        yield from catalogue_batches(urls, self.spec, self.batch_size, self.tabular)
+        yield from catalogue_batches(urls, self.spec, self.batch_size, self.tabular, self.wanted)
 
 
 def _as_is(batch):
@@ -172,12 +185,14 @@ def catalogue_loader(
     batch_size: int,
     tabular: np.ndarray | None = None,
     workers: int = 0,
+    wanted: np.ndarray | None = None,
 ) -> Iterable[ItemBatch]:
     """`catalogue_batches`, decoded in `workers` forked processes (each reads its own
     shards) while the caller runs the model; 0: in this process."""
     if workers <= 0 or len(urls) < 2:
-        return catalogue_batches(urls, spec, batch_size, tabular)
-    return forked_loader(_CatalogueShards(urls, spec, batch_size, tabular), min(workers, len(urls)))
+        return catalogue_batches(urls, spec, batch_size, tabular, wanted)
+    shards = _CatalogueShards(urls, spec, batch_size, tabular, wanted)
+    return forked_loader(shards, min(workers, len(urls)))
 
 
 def local_shard_urls(shards_dir: Path, manifest: dict) -> list[str]:

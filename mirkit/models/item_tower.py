@@ -221,6 +221,34 @@ class ItemTower(nn.Module):
         keep = keep[:, None].to(content.dtype)
         return keep * mixed + (1 - keep) * self.log_cold_scale.exp() * content, share
 
+    def reads_content(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """[M] bool: the items whose embedding reads the content part. Outside training,
+        with `content_for="cold"`, an item with its own trained row is that row alone, so
+        its content is never computed (and `mirkit index` decodes none of its inputs)."""
+        if self.ids_only:
+            return torch.zeros_like(item_ids, dtype=torch.bool)
+        if self.id_table is None or self.training or self.config.content_for != "cold":
+            return torch.ones_like(item_ids, dtype=torch.bool)
+        return ~self.warm[item_ids.clamp(max=self.warm.shape[0] - 1)]
+
+    def _content_where_read(
+        self, batch: ItemBatch, explain: bool
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        """`content_part` of the items that read it (`reads_content`); zeros elsewhere,
+        where `combine` does not use it."""
+        reads = self.reads_content(batch.item_ids)
+        if reads.all():
+            return self.content_part(batch, explain)
+        n, rows = len(reads), reads.nonzero()[:, 0]
+        content = torch.zeros(n, self.config.dim, device=reads.device)
+        mass: dict[str, torch.Tensor] | None = {} if explain else None
+        if len(rows):
+            part, part_mass = self.content_part(batch.select(rows), explain)
+            content = content.to(part.dtype).index_copy(0, rows, part)
+            for kind, m in (part_mass or {}).items():
+                mass[kind] = m.new_zeros(n).index_copy(0, rows, m)
+        return content, mass
+
     def with_parts(
         self, batch: ItemBatch, explain: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict | None]:
@@ -228,7 +256,7 @@ class ItemTower(nn.Module):
         attention mass) of a model with content and ids: the training loss needs the
         parts as well."""
         own, keep, owned = self.id_part(batch.item_ids)
-        content, mass = self.content_part(batch, explain)
+        content, mass = self._content_where_read(batch, explain)
         embeddings, share = self.combine(own, keep, owned, content)
         return embeddings, content, own, share, mass
 

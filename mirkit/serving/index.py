@@ -73,12 +73,14 @@ def embed_catalogue(
     workers: int = 0,
     attention: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """[n_items + 1, dim] item embeddings (row 0, padding, is zero). Content models stream
-    the shards once (centre crops), decoded in `workers` loader processes; id-only
-    models need no content. `share` = (r, W): fill only every W-th item (id-only) or
-    shard (content), starting at r; the caller sums the shares. `on_batch(n)` is called
-    with the items of each batch done. A dict passed as `attention` is filled with each
-    item's attention mass per modality ({kind: [n_items + 1]}, what `--explain` shows)."""
+    """[n_items + 1, dim] item embeddings (row 0, padding, is zero). Items whose
+    embedding reads content (`ItemTower.reads_content`: every item of a content model,
+    only the cold ones with `content_for="cold"`) come from the shards, streamed once
+    (centre crops) and decoded in `workers` loader processes; the others need no shard.
+    `share` = (r, W): fill only every W-th of the other items and of the shards, starting
+    at r; the caller sums the shares. `on_batch(n)` is called with the items of each
+    batch done. A dict passed as `attention` is filled with each item's attention mass
+    per modality ({kind: [n_items + 1]}, what `--explain` shows)."""
     model.eval()
     r, w = share
     rows = ItemIds(n_items).rows
@@ -94,24 +96,26 @@ def embed_catalogue(
             column = attention.setdefault(kind, torch.zeros(rows, device=device))
             column[batch.item_ids] = share_of_kind.float()
 
-    if spec.mel_frames is None and spec.max_tokens is None and spec.cover_size is None:
-        ids = torch.arange(1, rows, device=device)[r::w]
-        for start in range(0, len(ids), 4096):
-            chunk = ids[start : start + 4096]
-            batch = ItemBatch(item_ids=chunk)
-            if tabular is not None:
-                batch.tabular = torch.from_numpy(tabular[chunk.cpu().numpy()]).to(device)
-            embed(batch)
-            if on_batch:
-                on_batch(len(chunk))
-        return table
-    for batch in catalogue_loader(urls[r::w], spec, batch_size, tabular, workers):
-        keep = batch.item_ids <= n_items
-        batch = batch.select(keep.nonzero()[:, 0]).to(device)
-        if len(batch.item_ids):
-            embed(batch)
+    every_id = torch.arange(1, rows, device=device)
+    from_shards = torch.zeros_like(every_id, dtype=torch.bool)
+    if spec.mel_frames is not None or spec.max_tokens is not None or spec.cover_size is not None:
+        from_shards = model.item_tower.reads_content(every_id)
+    ids = every_id[~from_shards][r::w]
+    for start in range(0, len(ids), 4096):
+        chunk = ids[start : start + 4096]
+        batch = ItemBatch(item_ids=chunk)
+        if tabular is not None:
+            batch.tabular = torch.from_numpy(tabular[chunk.cpu().numpy()]).to(device)
+        embed(batch)
         if on_batch:
-            on_batch(len(keep))
+            on_batch(len(chunk))
+    if not from_shards.any():
+        return table
+    wanted = np.concatenate([[False], from_shards.cpu().numpy()])
+    for batch in catalogue_loader(urls[r::w], spec, batch_size, tabular, workers, wanted):
+        embed(batch.to(device))
+        if on_batch:
+            on_batch(len(batch.item_ids))
     return table
 
 
