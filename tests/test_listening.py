@@ -17,10 +17,11 @@ from mirkit.data.plays import PlayArrays, Split, SplitConfig, first_play_times, 
 from mirkit.evaluation.protocol import model_ranks, model_scores
 from mirkit.models.config import PRESETS
 from mirkit.models.two_tower import TwoTower
-from mirkit.models.user_tower import spread_groups
+from mirkit.models.user_tower import GroupBonus, spread_groups
 from mirkit.serving.index import embeddable_items
 from mirkit_train.objectives import user_major_loss
 from mirkit_train.user_major import UserMajorBatches
+from tests.test_scale import LargestOutputs
 from tests.test_train import config
 
 HOUR = 3600
@@ -257,3 +258,38 @@ def test_the_rest_of_the_album_comes_next():
             out.append(int((ranked[1:] > ranked[target]).sum()) + 1)
     with_bonus, without = np.array(with_bonus), np.array(without)
     assert (with_bonus == 1).mean() > 0.8 and (with_bonus == 1).mean() > (without == 1).mean()
+
+
+def test_the_continuation_bonus_is_placed_item_by_item_without_catalogue_tables():
+    """In training, a history's artists and albums reach a few of the catalogue's items:
+    their bonus goes straight to those items' logits (the same values and gradients as
+    spreading a per-group table over every column) and builds no [rows, catalogue] or
+    [rows, groups] tensor; a few huge groups take the per-group table instead."""
+    torch.manual_seed(0)
+    n_items, n_groups, rows, length = 3000, 400, 16, 20
+    columns = torch.arange(1, n_items + 1)[torch.rand(n_items) < 0.8]
+    scale, weights = torch.tensor(2.0), torch.randn(rows, len(columns))
+    for huge_group in (False, True):
+        group_of = torch.randint(1, n_groups, (n_items + 2,))
+        group_of[0], group_of[5:50] = 0, 0  # tracks without a group
+        if huge_group:
+            group_of[1:2000] = 7
+        groups = group_of[torch.randint(1, n_items + 1, (rows, length))]
+        results = []
+        for placed in (True, False):
+            bonus = torch.randn(rows, length, generator=torch.Generator().manual_seed(1))
+            bonus.requires_grad_(True)
+            part = GroupBonus(bonus, groups, group_of, n_groups)
+            logits = torch.zeros(rows, len(columns))
+            with LargestOutputs() as seen:  # forward and backward
+                if placed:
+                    part.add_to(logits, columns, scale)
+                else:
+                    logits = logits + spread_groups([part], columns) * scale
+                (grad,) = torch.autograd.grad(logits, bonus, weights)
+            results.append((logits.detach(), grad, seen.shapes))
+        (placed, placed_grad, shapes), (spread, spread_grad, _) = results
+        assert torch.allclose(placed, spread, atol=1e-5) and placed.abs().sum() > 0
+        assert torch.allclose(placed_grad, spread_grad, atol=1e-4)
+        tables = [s for s in shapes if s in {(rows, len(columns)), (rows, n_groups)}]
+        assert (len(tables) > 1) == huge_group, tables  # the logits themselves, no more

@@ -9,6 +9,7 @@ the single-process gradient on the concatenated batch.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -16,6 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mirkit.ids import ItemIds
+
+if TYPE_CHECKING:
+    from mirkit.models.user_tower import GroupBonus
 
 
 class LearnedTemperature(nn.Module):
@@ -109,7 +113,7 @@ def full_softmax_loss(
     history: tuple[torch.Tensor, torch.Tensor] | None = None,
     candidates: torch.Tensor | None = None,
     extra: torch.Tensor | None = None,
-    groups: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    groups: list[GroupBonus] | None = None,
 ) -> torch.Tensor:
     """Cross-entropy over the whole catalogue: hidden [N, D], item_table [n_items + 1, D]
     (row 0 = padding, never a candidate), targets [N] in 1..n_items; excluded [N, n_items]
@@ -118,9 +122,9 @@ def full_softmax_loss(
     added to their scores before the scale (`SASRec.score` ranks by the same sum);
     candidates [n_items + 1] (optional, bool): the items that compete at all (the
     targets and history tracks must be among them); extra [N, n_items + 1]: more of the
-    score (the freshness bonus), also before the scale; groups [(bonus [N, G], group of
-    each item id)]: the continuation bonus of each row's artists and albums, given per
-    group and placed on their items here (`SASRec.group_bonus`), also before the scale.
+    score (the freshness bonus), also before the scale; groups [`GroupBonus`, bonus
+    [N, L]]: the continuation bonus of each row's artists and albums, placed on their
+    items here (`GroupBonus.add_to`), also before the scale.
 
     The [N, n_items] logits are the step's largest tensor, so each pass over them counts
     (docs/design.md, "Where an id-only step's time goes"): the scale multiplies the
@@ -139,8 +143,8 @@ def full_softmax_loss(
     logits = (hidden.float() * scale) @ item_table[columns].float().T
     if extra is not None:
         logits = logits + extra.float() * scale
-    for per_group, group_of in groups or ():
-        logits.add_((per_group * scale).index_select(1, group_of[columns]))
+    for part in groups or ():
+        part.add_to(logits, columns, scale)
     if history is not None:
         ids, bonus = history
         placed = column_of[ids]

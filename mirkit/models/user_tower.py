@@ -13,6 +13,8 @@ validation, `mirkit eval` and `mirkit recommend`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -250,13 +252,11 @@ class SASRec(nn.Module):
         times: torch.Tensor | None = None,
         request: torch.Tensor | None = None,
         keep: torch.Tensor | None = None,
-    ) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
-        """The continuation bonus of each artist and each album for the history [B, L]
-        (its last `history_len` plays) at the last P positions, whose user states are
-        `states` [B, P, dim]: a (bonus [B, P, groups], group of every item id) pair per
-        kind of group, nonzero only for the history's groups (`spread_groups` gives the
-        items theirs); with `keep` [B, P] (bool), only the kept queries' rows [N, groups].
-        None without a continuation part."""
+    ) -> list[GroupBonus] | None:
+        """The continuation bonus of the artists and albums of the history [B, L] (its
+        last `history_len` plays) at the last P positions, whose user states are `states`
+        [B, P, dim]: one `GroupBonus` per kind of group, [B, P, L]; with `keep` [B, P]
+        (bool), only the kept queries' rows, [N, L]. None without a continuation part."""
         if self.continuation is None:
             return None
         history, times, request = self._scored_history(history, times, request, states)
@@ -269,8 +269,7 @@ class SASRec(nn.Module):
             if keep is not None:
                 bonus, groups = bonus[keep], groups[keep]
             n_groups = getattr(self.id_table, f"{kind}s").num_embeddings
-            per_group = bonus.new_zeros(*bonus.shape[:-1], n_groups)
-            parts.append((per_group.scatter_add(-1, groups, bonus), group_of))
+            parts.append(GroupBonus(bonus, groups, group_of, n_groups))
         return parts
 
     def _attention_mask(self, ids: torch.Tensor) -> torch.Tensor:
@@ -338,17 +337,55 @@ class SASRec(nn.Module):
         return scores.masked_fill(unusable, float("-inf"))
 
 
-def spread_groups(
-    parts: list[tuple[torch.Tensor, torch.Tensor]], columns: torch.Tensor
-) -> torch.Tensor:
-    """The bonus [..., C] of the items `columns` ([C], or [B, C] for bonuses [B, 1, G])
+@dataclass
+class GroupBonus:
+    """The continuation bonus of one kind of group (artist or album): `bonus` [..., L]
+    of the groups `groups` [..., L] (0: none, never a bonus) of a history's plays; every
+    item of a group gets the sum of its group's bonuses. `group_of` [ids]: the group of
+    every item id."""
+
+    bonus: torch.Tensor
+    groups: torch.Tensor
+    group_of: torch.Tensor
+    n_groups: int
+
+    def per_group(self) -> torch.Tensor:
+        """[..., n_groups]: each group's summed bonus."""
+        shape = (*self.bonus.shape[:-1], self.n_groups)
+        return self.bonus.new_zeros(shape).scatter_add(-1, self.groups, self.bonus)
+
+    def add_to(self, logits: torch.Tensor, columns: torch.Tensor, scale: torch.Tensor) -> None:
+        """logits [N, C] of the items `columns` [C] += scale x their groups' bonus, in
+        place (bonus and groups [N, L]). Placed item by item, a history's groups reach
+        far fewer items than the catalogue has (its artists' and albums' tracks), so
+        neither pass builds an [N, C] tensor; where they would reach more (a few huge
+        groups), through the dense [N, n_groups] table."""
+        column_groups = _group(self.group_of, columns)
+        size = torch.bincount(column_groups, minlength=self.n_groups)
+        groups = self.groups.flatten()
+        reach = torch.where(groups > 0, size[groups], 0)  # the items each play's group reaches
+        if int(reach.sum()) > logits.numel() // 8:
+            logits.add_((self.per_group() * scale).index_select(1, column_groups))
+            return
+        members = torch.argsort(column_groups)  # column places, group by group
+        first = torch.cumsum(size, 0) - size  # each group's first entry in `members`
+        play = torch.repeat_interleave(torch.arange(len(groups), device=groups.device), reach)
+        nth = torch.arange(len(play), device=play.device) - (torch.cumsum(reach, 0) - reach)[play]
+        rows = play // self.groups.shape[-1]
+        values = (self.bonus * scale).flatten()[play].to(logits.dtype)
+        logits.index_put_((rows, members[first[groups[play]] + nth]), values, accumulate=True)
+
+
+def spread_groups(parts: list[GroupBonus], columns: torch.Tensor) -> torch.Tensor:
+    """The bonus [..., C] of the items `columns` ([C], or [B, C] for bonuses [B, 1, L])
     from their groups' (`SASRec.group_bonus`)."""
     total = 0.0
-    for per_group, group_of in parts:
+    for part in parts:
+        per_group = part.per_group()
         if columns.dim() == 1:
-            total = total + per_group.index_select(-1, _group(group_of, columns))
+            total = total + per_group.index_select(-1, _group(part.group_of, columns))
         else:
-            total = total + per_group.gather(-1, _group(group_of, columns)[:, None, :])
+            total = total + per_group.gather(-1, _group(part.group_of, columns)[:, None, :])
     return total
 
 
