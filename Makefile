@@ -13,12 +13,18 @@ RUN := runs/$(PRESET)
 # (docs/design.md, "The multimodal recipe"); the id-only run is also its baseline
 RUN_IDS := runs/$(PRESET)-ids
 IDS_OPTIONS := --modalities id --lr 0.003 --epochs 20 --max-steps-per-epoch 0 --early-stopping 5
+# large: an epoch is 2,000,000 plays over 20,000 tracks (about 5 minutes of full softmax
+# on 2 cores), so four epochs keep the whole chain within an hour (BENCHMARKS.md, "Scale")
+ifeq ($(PRESET),large)
+IDS_OPTIONS := --modalities id --lr 0.003 --epochs 4 --max-steps-per-epoch 0
+endif
 # `make recommend USER=user_000232`; the USER of the environment (your login) is ignored
 DEFAULT_LISTENER := $(if $(filter tiny,$(PRESET)),user_000001,user_000232)
 LISTENER := $(if $(filter command line,$(origin USER)),$(USER),$(DEFAULT_LISTENER))
 TIMED := tools/timed.sh runs/$(PRESET)-stages.tsv
 
-.PHONY: setup test lint data shards train index eval recommend serve demo bench clean-data
+.PHONY: setup test lint data shards train index eval recommend serve demo bench clean-data \
+	ids-options
 
 setup: $(VENV)/.synced
 
@@ -48,7 +54,7 @@ $(SHARDS)/manifest.json: $(DATA)/truth.json | setup
 	$(TIMED) shards $(BIN)/mirkit --config $(CONFIG) shards build
 
 clean-data:
-	rm -rf data/tiny data/demo data/large shards/tiny shards/demo
+	rm -rf data/tiny data/demo data/large shards/tiny shards/demo shards/large
 
 train: $(RUN)/model/model.pt
 
@@ -83,6 +89,10 @@ serve: $(RUN)/index.h5 | setup
 demo: $(RUN)/eval-test.json $(DATA)/oracle.json | setup
 	$(BIN)/mirkit recommend $(LISTENER) --run $(RUN)
 	$(BIN)/python tools/demo_summary.py --preset $(PRESET)
+
+# the id-only stage's options for $(PRESET) (tools/bench_scale.py runs the same recipe)
+ids-options:
+	@echo $(IDS_OPTIONS)
 
 # Every benchmark, and BENCHMARKS.md's generated sections rewritten (not part of `test`).
 # BENCH="--scale --seqrec" adds the long ones (the `large` world and the 20 M probe: hours).

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from mirkit.data.plays import PlayArrays, Split, SplitConfig, first_play_times, make_split
 from mirkit.evaluation.protocol import model_ranks, model_scores
 from mirkit.models.config import PRESETS
+from mirkit.models.losses import ROWS_PER_CHUNK, full_softmax_loss
 from mirkit.models.two_tower import TwoTower
 from mirkit.models.user_tower import GroupBonus, spread_groups
 from mirkit.serving.index import embeddable_items
@@ -262,34 +263,32 @@ def test_the_rest_of_the_album_comes_next():
 
 def test_the_continuation_bonus_is_placed_item_by_item_without_catalogue_tables():
     """In training, a history's artists and albums reach a few of the catalogue's items:
-    their bonus goes straight to those items' logits (the same values and gradients as
-    spreading a per-group table over every column) and builds no [rows, catalogue] or
-    [rows, groups] tensor; a few huge groups take the per-group table instead."""
+    their bonus goes straight to those items' logits (the loss and gradients of
+    spreading a per-group table over every column) and no [rows, catalogue] or [rows,
+    groups] tensor is built, forward or backward; a few huge groups take the per-group
+    table instead."""
     torch.manual_seed(0)
-    n_items, n_groups, rows, length = 3000, 400, 16, 20
-    columns = torch.arange(1, n_items + 1)[torch.rand(n_items) < 0.8]
-    scale, weights = torch.tensor(2.0), torch.randn(rows, len(columns))
+    n_items, n_groups, rows, length = 3000, 400, ROWS_PER_CHUNK + 44, 20
+    hidden, table = torch.randn(rows, 8), torch.randn(n_items + 1, 8)
+    targets = torch.randint(1, n_items + 1, (rows,))
+    scale = torch.tensor(2.0)
     for huge_group in (False, True):
         group_of = torch.randint(1, n_groups, (n_items + 2,))
         group_of[0], group_of[5:50] = 0, 0  # tracks without a group
         if huge_group:
             group_of[1:2000] = 7
         groups = group_of[torch.randint(1, n_items + 1, (rows, length))]
-        results = []
-        for placed in (True, False):
-            bonus = torch.randn(rows, length, generator=torch.Generator().manual_seed(1))
-            bonus.requires_grad_(True)
-            part = GroupBonus(bonus, groups, group_of, n_groups)
-            logits = torch.zeros(rows, len(columns))
-            with LargestOutputs() as seen:  # forward and backward
-                if placed:
-                    part.add_to(logits, columns, scale)
-                else:
-                    logits = logits + spread_groups([part], columns) * scale
-                (grad,) = torch.autograd.grad(logits, bonus, weights)
-            results.append((logits.detach(), grad, seen.shapes))
-        (placed, placed_grad, shapes), (spread, spread_grad, _) = results
-        assert torch.allclose(placed, spread, atol=1e-5) and placed.abs().sum() > 0
-        assert torch.allclose(placed_grad, spread_grad, atol=1e-4)
-        tables = [s for s in shapes if s in {(rows, len(columns)), (rows, n_groups)}]
-        assert (len(tables) > 1) == huge_group, tables  # the logits themselves, no more
+        bonus = torch.randn(rows, length, requires_grad=True)
+        part = GroupBonus(bonus, groups, group_of, n_groups)
+        with LargestOutputs() as seen:  # forward and backward
+            loss = full_softmax_loss(hidden, table, targets, scale, groups=[part])
+            (placed,) = torch.autograd.grad(loss, bonus)
+        logits = scale * (
+            hidden @ table[1:].T + spread_groups([part], torch.arange(1, n_items + 1))
+        )
+        expected = F.cross_entropy(logits, targets - 1)
+        (spread,) = torch.autograd.grad(expected, bonus)
+        assert torch.allclose(loss, expected, atol=1e-5) and spread.abs().sum() > 0
+        assert torch.allclose(placed, spread, atol=1e-6)
+        tables = [s for s in seen.shapes if s in {(rows, n_items), (rows, n_groups)}]
+        assert bool(tables) == huge_group, tables

@@ -17,7 +17,14 @@ from mirkit.evaluation.baselines import last_played, popularity, user_most_playe
 from mirkit.evaluation.metrics import rank_in_blocks
 from mirkit.models.config import PRESETS, TextConfig
 from mirkit.models.item_tower import ItemBatch
-from mirkit.models.losses import full_softmax_loss, gathered_info_nce, info_nce, seen_so_far
+from mirkit.models.losses import (
+    ROWS_PER_CHUNK,
+    chunked_cross_entropy,
+    full_softmax_loss,
+    gathered_info_nce,
+    info_nce,
+    seen_so_far,
+)
 from mirkit.models.resnet import MissingWeights
 from mirkit.models.text import TextEncoder, lora_target_modules
 from mirkit.models.two_tower import TwoTower
@@ -55,12 +62,15 @@ def test_shapes_and_dtypes():
     assert m.users(history).shape == (4, SMALL.dim)
     assert m.user_tower.sequence(history).shape == (4, 12, SMALL.dim)
     _, mass = m.item_tower.encode(batch(), explain=True)
+    assert set(mass) == {"id"}  # warm items of a content-for-cold model: their id rows
+    assert torch.allclose(mass["id"], torch.ones(6))
+    _, mass = model(content_for="all").item_tower.encode(batch(), explain=True)
     assert set(mass) == {"audio", "lyrics", "cover", "tabular", "id", "none"}
     assert torch.allclose(sum(mass.values()), torch.ones(6), atol=1e-5)
 
 
 def test_masked_modalities_have_no_influence():
-    m = model()
+    m = model(content_for="all")  # every item reads its content
     clean = batch()
     clean.mel_frames[0] = 0  # item 1: no audio
     clean.token_mask[1] = False  # item 2: instrumental
@@ -93,7 +103,7 @@ def test_cold_items_do_not_use_their_id():
 
 
 def test_repeated_items_are_encoded_once():
-    m = model()
+    m = model(content_for="all")  # every item reads its content
     sizes = []
     m.item_tower.audio.register_forward_hook(lambda mod, args, out: sizes.append(len(args[0])))
     b = batch()
@@ -272,6 +282,35 @@ def test_seen_items_leave_the_full_softmax_but_never_the_target():
     got = full_softmax_loss(hidden, table, targets, scale, excluded)
     assert torch.allclose(got, expected, atol=1e-6)
     assert not torch.allclose(got, full_softmax_loss(hidden, table, targets, scale))
+
+
+def test_the_chunked_cross_entropy_equals_the_assembled_logits_and_their_gradients():
+    """Logits made a chunk of rows at a time, with a dense extra term, placed entries
+    (some places twice, some rows without any) and excluded places: the loss and every
+    input's gradient are those of `F.cross_entropy` over the whole assembled matrix."""
+    torch.manual_seed(0)
+    n, c, d = 2 * ROWS_PER_CHUNK + 37, 50, 8
+    queries, table, extra = torch.randn(n, d), torch.randn(c, d), torch.randn(n, c)
+    labels = torch.randint(0, c, (n,))
+    rows = torch.sort(torch.randint(0, n // 2, (300,))).values  # none in the last rows
+    columns = torch.randint(0, c, (300,))
+    columns[1], rows[1] = columns[0], rows[0]  # a place reached twice
+    values = torch.randn(300)
+    excluded = torch.rand(n, c) < 0.2
+    excluded[torch.arange(n), labels] = False
+    inputs = [t.clone().requires_grad_(True) for t in (queries, table, extra, values)]
+    got = chunked_cross_entropy(
+        *inputs[:2], labels, inputs[2], excluded, [(rows, columns, inputs[3])]
+    )
+    got.backward()
+    reference = [t.clone().requires_grad_(True) for t in (queries, table, extra, values)]
+    logits = reference[0] @ reference[1].T + reference[2]
+    logits = logits.index_put((rows, columns), reference[3], accumulate=True)
+    expected = F.cross_entropy(logits.masked_fill(excluded, float("-inf")), labels)
+    expected.backward()
+    assert torch.allclose(got, expected, atol=1e-5)
+    for mine, theirs in zip(inputs, reference, strict=True):
+        assert torch.allclose(mine.grad, theirs.grad, atol=1e-6), mine.shape
 
 
 def test_gathered_loss_over_two_gloo_ranks_equals_single_process(tmp_path):

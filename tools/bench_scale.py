@@ -35,8 +35,6 @@ from mirkit.synth.corpus import PLAYS_FILE, PROFILES_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRKIT = [sys.executable, "-m", "mirkit"]
-ID_RECIPE = ["--modalities", "id", "--lr", "0.003", "--epochs", "20"]
-ID_RECIPE += ["--max-steps-per-epoch", "0", "--early-stopping", "5"]  # make demo's
 
 
 @dataclass
@@ -108,19 +106,25 @@ def world(preset: str, work: Path) -> list[Cost]:
     ids, content = work / preset / "run-ids", work / preset / "run"
     for path in (data, shards, ids, content):
         shutil.rmtree(path, ignore_errors=True)
-    config = [*MIRKIT, "--config", "configs/demo.toml"]
+    config = [*MIRKIT, "--config", f"configs/{preset}.toml"]
     build = [*config, "shards", "build", *_world_inputs(data), "--out", str(shards)]
     train = [*config, "train", "--shards", str(shards)]
     from_ids = ["--init-from", str(ids), "--freeze", "user_tower"]
     stages = [
         ("synth", [*MIRKIT, "synth", "--preset", preset, "--out", str(data)], data),
         ("shards", build, shards),
-        ("train id-only", [*train, "--run", str(ids), *ID_RECIPE], ids),
+        ("train id-only", [*train, "--run", str(ids), *ids_recipe(preset)], ids),
         ("train content", [*train, "--run", str(content), *from_ids], content),
         ("index", [*MIRKIT, "index", "--run", str(content)], content / "index.h5"),
         ("eval", [*MIRKIT, "eval", "--run", str(content)], None),
     ]
     return run_stages(stages, work / preset)
+
+
+def ids_recipe(preset: str) -> list[str]:
+    """The id-only stage's options of `make demo PRESET=preset` (the Makefile's)."""
+    make = ["make", "-s", "--no-print-directory", "ids-options", f"PRESET={preset}"]
+    return subprocess.run(make, cwd=ROOT, check=True, capture_output=True, text=True).stdout.split()
 
 
 def _world_inputs(data: Path) -> list[str]:

@@ -237,7 +237,7 @@ class ItemTower(nn.Module):
         """`content_part` of the items that read it (`reads_content`); zeros elsewhere,
         where `combine` does not use it."""
         reads = self.reads_content(batch.item_ids)
-        if reads.all():
+        if bool(reads.all()):
             return self.content_part(batch, explain)
         n, rows = len(reads), reads.nonzero()[:, 0]
         content = torch.zeros(n, self.config.dim, device=reads.device)
@@ -250,13 +250,17 @@ class ItemTower(nn.Module):
         return content, mass
 
     def with_parts(
-        self, batch: ItemBatch, explain: bool = False
+        self, batch: ItemBatch, explain: bool = False, every_content: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict | None]:
         """(embeddings, content part, id part, the content's share in each embedding,
         attention mass) of a model with content and ids: the training loss needs the
-        parts as well."""
+        parts as well. Without `every_content`, the content part only of the items whose
+        embedding reads it (zeros elsewhere)."""
         own, keep, owned = self.id_part(batch.item_ids)
-        content, mass = self._content_where_read(batch, explain)
+        if every_content:
+            content, mass = self.content_part(batch, explain)
+        else:
+            content, mass = self._content_where_read(batch, explain)
         embeddings, share = self.combine(own, keep, owned, content)
         return embeddings, content, own, share, mass
 
@@ -270,7 +274,7 @@ class ItemTower(nn.Module):
         if self.ids_only:
             own, keep, _ = self.id_part(batch.item_ids)
             return own, {"id": torch.ones_like(keep)} if explain else None
-        embedding, _, _, content_share, mass = self.with_parts(batch, explain)
+        embedding, _, _, content_share, mass = self.with_parts(batch, explain, False)
         if not explain:
             return embedding, None
         shares = {kind: m * content_share for kind, m in mass.items()}

@@ -9,7 +9,6 @@ the single-process gradient on the concatenated batch.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -17,9 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mirkit.ids import ItemIds
-
-if TYPE_CHECKING:
-    from mirkit.models.user_tower import GroupBonus
+from mirkit.models.user_tower import GroupBonus, spread_groups
 
 
 class LearnedTemperature(nn.Module):
@@ -124,13 +121,13 @@ def full_softmax_loss(
     targets and history tracks must be among them); extra [N, n_items + 1]: more of the
     score (the freshness bonus), also before the scale; groups [`GroupBonus`, bonus
     [N, L]]: the continuation bonus of each row's artists and albums, placed on their
-    items here (`GroupBonus.add_to`), also before the scale.
+    items (`GroupBonus.placed`), also before the scale.
 
-    The [N, n_items] logits are the step's largest tensor, so each pass over them counts
-    (docs/design.md, "Where an id-only step's time goes"): the scale multiplies the
-    hidden rows, non-candidates are left out of the table rather than masked, and the
-    bonus is added in place."""
+    The [N, n_items] logits are the step's largest tensor and never exist whole: the
+    bonuses are entries placed on them, and `chunked_cross_entropy` makes and consumes
+    them a few rows at a time (docs/design.md, "Where an id-only step's time goes")."""
     scale = scale.float()
+    n = len(targets)
     columns = torch.arange(1, len(item_table), device=targets.device)
     if candidates is not None:
         columns = columns[candidates[1:]]
@@ -140,22 +137,109 @@ def full_softmax_loss(
     column_of = torch.full((len(item_table),), -1, device=targets.device)
     column_of[columns] = torch.arange(len(columns), device=targets.device)
     labels = column_of[targets]
-    logits = (hidden.float() * scale) @ item_table[columns].float().T
-    if extra is not None:
-        logits = logits + extra.float() * scale
+    extra = extra.float() * scale if extra is not None else None
+    entries = []
     for part in groups or ():
-        part.add_to(logits, columns, scale)
+        placed = part.placed(columns, budget=n * len(columns) // 8)
+        if placed is None:  # huge groups: their per-group table, spread over the columns
+            dense = spread_groups([part], columns).float() * scale
+            extra = dense if extra is None else extra + dense
+        else:
+            rows, places, bonus = placed
+            entries.append((rows, places, bonus.float() * scale))
     if history is not None:
         ids, bonus = history
-        placed = column_of[ids]
-        bonus = (bonus * scale).to(logits.dtype).masked_fill(placed < 0, 0.0)
-        logits = logits.scatter_add_(1, placed.clamp(min=0), bonus)
+        places = column_of[ids].flatten()
+        rows = torch.arange(n, device=ids.device).repeat_interleave(ids.shape[1])
+        known = places >= 0
+        entries.append((rows[known], places[known], (bonus.float() * scale).flatten()[known]))
     if excluded is not None:
-        rows = torch.arange(len(targets), device=targets.device)
         excluded = excluded.clone()
-        excluded[rows, labels] = False
-        logits = logits.masked_fill(excluded, float("-inf"))
-    return F.cross_entropy(logits, labels)
+        excluded[torch.arange(n, device=targets.device), labels] = False
+    table = item_table[columns].float()
+    return chunked_cross_entropy(hidden.float() * scale, table, labels, extra, excluded, entries)
+
+
+ROWS_PER_CHUNK = 256
+
+
+def chunked_cross_entropy(
+    queries: torch.Tensor,
+    table: torch.Tensor,
+    labels: torch.Tensor,
+    extra: torch.Tensor | None = None,
+    excluded: torch.Tensor | None = None,
+    entries: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = (),
+) -> torch.Tensor:
+    """Mean cross-entropy of logits = queries [N, D] @ table [C, D].T + extra [N, C] +
+    the entries (rows [E] ascending, columns [E], values [E]: added to the logits; a
+    place may repeat), with excluded [N, C] (True) left out, against labels [N].
+
+    Equal to `F.cross_entropy` of the assembled logits, but the logits and their gradient
+    are made and used a chunk of rows at a time, while they sit in the cache, and the
+    gradients of every input are computed in the forward pass (they need the same
+    softmax): each pass over an [N, C] tensor in memory cost as much as the matrix
+    products themselves (docs/design.md)."""
+    values = [v for _, _, v in entries]
+    places = [(r, c) for r, c, _ in entries]
+    return _ChunkedCrossEntropy.apply(queries, table, labels, extra, excluded, places, *values)
+
+
+class _ChunkedCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, queries, table, labels, extra, excluded, places, *values):
+        with torch.autocast(queries.device.type, enabled=False):  # float32 softmax
+            return _ChunkedCrossEntropy._forward(
+                ctx, queries, table, labels, extra, excluded, places, values
+            )
+
+    @staticmethod
+    def _forward(ctx, queries, table, labels, extra, excluded, places, values):
+        n = len(labels)
+        grads = [torch.zeros_like(queries), torch.zeros_like(table)]
+        grad_extra = torch.empty_like(extra) if extra is not None else None
+        grad_values = [torch.empty_like(v) for v in values]
+        total = queries.new_zeros(())
+        for start in range(0, n, ROWS_PER_CHUNK):
+            end = min(start + ROWS_PER_CHUNK, n)
+            logits = queries[start:end] @ table.T
+            if extra is not None:
+                logits += extra[start:end]
+            spans = []
+            for (rows, columns), value in zip(places, values, strict=True):
+                bounds = torch.tensor([start, end], device=rows.device)
+                a, b = (int(x) for x in torch.searchsorted(rows, bounds))
+                spans.append((a, b, rows[a:b] - start, columns[a:b]))
+                logits.index_put_((spans[-1][2], spans[-1][3]), value[a:b], accumulate=True)
+            if excluded is not None:
+                logits.masked_fill_(excluded[start:end], float("-inf"))
+            chunk = torch.arange(end - start, device=labels.device)
+            log_norm = torch.logsumexp(logits, dim=1)
+            total += (log_norm - logits[chunk, labels[start:end]]).sum()
+            # d(summed loss)/d logits = softmax - one-hot, in the logits' place (the 1/N
+            # of the mean comes in `backward`); log probabilities below -60 are raised to
+            # it, so that no product lands among the subnormal floats, which cost x86
+            # CPUs 10-100x more per operation; a probability of 1e-26 is none
+            probabilities = logits.sub_(log_norm[:, None]).clamp_(min=-60.0).exp_()
+            if excluded is not None:
+                probabilities.masked_fill_(excluded[start:end], 0.0)
+            probabilities[chunk, labels[start:end]] -= 1.0
+            grads[0][start:end] = probabilities @ table
+            grads[1].addmm_(probabilities.T, queries[start:end])
+            if grad_extra is not None:
+                grad_extra[start:end] = probabilities
+            for (a, b, rows, columns), grad in zip(spans, grad_values, strict=True):
+                grad[a:b] = probabilities[rows, columns]
+        ctx.save_for_backward(*grads, *([grad_extra] if extra is not None else []), *grad_values)
+        ctx.has_extra, ctx.rows = extra is not None, n
+        return total / n
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        saved = [g * (grad_output / ctx.rows) for g in ctx.saved_tensors]
+        grad_queries, grad_table, rest = saved[0], saved[1], saved[2:]
+        grad_extra = rest.pop(0) if ctx.has_extra else None
+        return grad_queries, grad_table, None, grad_extra, None, None, *rest
 
 
 def seen_so_far(inputs: torch.Tensor, n_items: int) -> torch.Tensor:

@@ -350,30 +350,31 @@ class GroupBonus:
     n_groups: int
 
     def per_group(self) -> torch.Tensor:
-        """[..., n_groups]: each group's summed bonus."""
+        """[..., n_groups]: each group's summed bonus (none for group 0, no group)."""
         shape = (*self.bonus.shape[:-1], self.n_groups)
-        return self.bonus.new_zeros(shape).scatter_add(-1, self.groups, self.bonus)
+        bonus = self.bonus.masked_fill(self.groups == 0, 0.0)
+        return bonus.new_zeros(shape).scatter_add(-1, self.groups, bonus)
 
-    def add_to(self, logits: torch.Tensor, columns: torch.Tensor, scale: torch.Tensor) -> None:
-        """logits [N, C] of the items `columns` [C] += scale x their groups' bonus, in
-        place (bonus and groups [N, L]). Placed item by item, a history's groups reach
-        far fewer items than the catalogue has (its artists' and albums' tracks), so
-        neither pass builds an [N, C] tensor; where they would reach more (a few huge
-        groups), through the dense [N, n_groups] table."""
+    def placed(
+        self, columns: torch.Tensor, budget: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """(rows [E], places in `columns` [E], bonus [E]) of every item of `columns` [C]
+        a row's groups reach (bonus and groups [N, L]; rows ascending; an item reached
+        twice appears twice), or None when there would be more than `budget` entries (a
+        few huge groups: spread a per-group table instead). A history's artists and
+        albums reach far fewer items than the catalogue has."""
         column_groups = _group(self.group_of, columns)
         size = torch.bincount(column_groups, minlength=self.n_groups)
         groups = self.groups.flatten()
         reach = torch.where(groups > 0, size[groups], 0)  # the items each play's group reaches
-        if int(reach.sum()) > logits.numel() // 8:
-            logits.add_((self.per_group() * scale).index_select(1, column_groups))
-            return
+        if int(reach.sum()) > budget:
+            return None
         members = torch.argsort(column_groups)  # column places, group by group
         first = torch.cumsum(size, 0) - size  # each group's first entry in `members`
         play = torch.repeat_interleave(torch.arange(len(groups), device=groups.device), reach)
         nth = torch.arange(len(play), device=play.device) - (torch.cumsum(reach, 0) - reach)[play]
         rows = play // self.groups.shape[-1]
-        values = (self.bonus * scale).flatten()[play].to(logits.dtype)
-        logits.index_put_((rows, members[first[groups[play]] + nth]), values, accumulate=True)
+        return rows, members[first[groups[play]] + nth], self.bonus.flatten()[play]
 
 
 def spread_groups(parts: list[GroupBonus], columns: torch.Tensor) -> torch.Tensor:
