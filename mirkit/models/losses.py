@@ -200,15 +200,16 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         grad_extra = torch.empty_like(extra) if extra is not None else None
         grad_values = [torch.empty_like(v) for v in values]
         total = queries.new_zeros(())
-        for start in range(0, n, ROWS_PER_CHUNK):
+        starts = torch.arange(0, n + ROWS_PER_CHUNK, ROWS_PER_CHUNK, device=labels.device)
+        firsts = [torch.searchsorted(rows, starts).tolist() for rows, _ in places]
+        for i, start in enumerate(range(0, n, ROWS_PER_CHUNK)):
             end = min(start + ROWS_PER_CHUNK, n)
             logits = queries[start:end] @ table.T
             if extra is not None:
                 logits += extra[start:end]
             spans = []
-            for (rows, columns), value in zip(places, values, strict=True):
-                bounds = torch.tensor([start, end], device=rows.device)
-                a, b = (int(x) for x in torch.searchsorted(rows, bounds))
+            for (rows, columns), value, first in zip(places, values, firsts, strict=True):
+                a, b = first[i], first[i + 1]
                 spans.append((a, b, rows[a:b] - start, columns[a:b]))
                 logits.index_put_((spans[-1][2], spans[-1][3]), value[a:b], accumulate=True)
             if excluded is not None:
