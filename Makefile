@@ -95,6 +95,6 @@ ids-options:
 	@echo $(IDS_OPTIONS)
 
 # Every benchmark, and BENCHMARKS.md's generated sections rewritten (not part of `test`).
-# BENCH="--scale --seqrec" adds the long ones (the `large` world and the 20 M probe: hours).
+# BENCH="--scale --seqrec" adds the long ones (the `large` world and the 20 M probe: about 1.5 hours).
 bench: $(SHARDS)/manifest.json | setup
 	$(BIN)/python tools/bench_all.py --preset $(PRESET) $(BENCH)

@@ -4,7 +4,8 @@ BENCHMARKS.md keeps its prose; each table a tool prints sits between
 `<!-- generated:NAME -->` and `<!-- /generated:NAME -->` and is replaced by a fresh run,
 headed by the machine, the date, the commit and the command. Takes about 15 minutes on
 a 2-core CPU (more with --seqrec, which needs ../shared/data, and with --scale: the
-`large` world end to end and the 20-million-play probe, about two hours).
+`large` world end to end and the 20-million-play probe, about an hour and a half:
+BENCHMARKS.md, "Scale").
 
     .venv/bin/python tools/bench_all.py [--preset demo] [--only loader] [--seqrec] [--scale]
 """
