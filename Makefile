@@ -1,5 +1,5 @@
 # mirkit: every target installs what it needs first (uv, then the locked environment).
-# PRESET picks the corpus and its config: configs/$(PRESET).toml (demo or tiny).
+# PRESET picks the corpus and its config: configs/$(PRESET).toml (tiny, demo or large).
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 VENV := .venv
