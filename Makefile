@@ -12,12 +12,13 @@ RUN := runs/$(PRESET)
 # the multimodal run starts from an id-only run and trains only the content part
 # (docs/design.md, "The multimodal recipe"); the id-only run is also its baseline
 RUN_IDS := runs/$(PRESET)-ids
-IDS_OPTIONS := --modalities id --lr 0.003 --epochs 20 --max-steps-per-epoch 0 --early-stopping 5
+IDS_EPOCHS := --epochs 20 --early-stopping 5
 # large: an epoch is 2,000,000 plays over 20,000 tracks (about 5 minutes of full softmax
 # on 2 cores), so four epochs keep the whole chain within an hour (BENCHMARKS.md, "Scale")
 ifeq ($(PRESET),large)
-IDS_OPTIONS := --modalities id --lr 0.003 --epochs 4 --max-steps-per-epoch 0
+IDS_EPOCHS := --epochs 4
 endif
+IDS_OPTIONS := --modalities id --lr 0.003 --max-steps-per-epoch 0 $(IDS_EPOCHS)
 # `make recommend USER=user_000232`; the USER of the environment (your login) is ignored
 DEFAULT_LISTENER := $(if $(filter tiny,$(PRESET)),user_000001,user_000232)
 LISTENER := $(if $(filter command line,$(origin USER)),$(USER),$(DEFAULT_LISTENER))

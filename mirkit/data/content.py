@@ -59,6 +59,7 @@ def decode_item(sample: dict, spec: InputSpec, rng: np.random.Generator | None) 
 
 
 def sample_item_id(sample: dict) -> int:
+    """The item id of a raw shard sample, read without decoding its media."""
     return int(json.loads(sample["meta.json"])["item_id"])
 
 
