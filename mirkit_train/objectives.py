@@ -78,7 +78,7 @@ def user_major_loss(
     every_row = torch.arange(ItemIds(n_items).rows, device=t.device)
     table = items_by_id(model, every_row, tabular)
     if loss == "full-softmax":
-        excluded = seen_so_far(inputs[:, -width:], n_items)[mask] if cfg.mask_seen else None
+        excluded = seen_so_far(inputs[:, -width:], mask) if cfg.mask_seen else None
         shown = shown.masked_fill(shown > n_items, 0)  # a hidden track gets no repeat bonus
         bonus = tower.history_bonus(shown, hidden, times, request)
         history = None

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from mirkit.errors import OptionError
 from mirkit.evaluation.baselines import last_played, popularity, user_most_played
 from mirkit.evaluation.metrics import rank_in_blocks
+from mirkit.models.blocks import Blocks, Dropout
 from mirkit.models.config import PRESETS, TextConfig
 from mirkit.models.item_tower import ItemBatch
 from mirkit.models.losses import (
@@ -133,6 +134,39 @@ def test_sasrec_is_causal_and_ignores_padding():
         oov = history.clone()
         oov[:, -1] = N_ITEMS + 1
         assert torch.allclose(m.users(unknown), m.users(oov))
+
+
+def test_blocks_compute_what_the_torch_encoder_computes_at_real_positions():
+    """Same parameter names (checkpoints load either way), same first weights, the same
+    outputs wherever a position is not padding - though the feed-forward half skips it."""
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(
+        16, 2, 64, 0.1, activation="gelu", batch_first=True, norm_first=True
+    )
+    reference = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    torch.manual_seed(0)
+    blocks = Blocks(2, 16, 2, 64, 0.1).eval()
+    assert list(blocks.state_dict()) == list(reference.state_dict())
+    assert all(map(torch.equal, blocks.state_dict().values(), reference.state_dict().values()))
+    ids = torch.randint(1, 9, (3, 6))
+    ids[0, :2], ids[1, :5] = 0, 0
+    causal = torch.triu(torch.ones(6, 6, dtype=torch.bool), 1)
+    mask = (
+        causal[None] | ((ids == 0)[:, None, :] & ~torch.eye(6, dtype=torch.bool))
+    ).repeat_interleave(2, 0)
+    x = torch.randn(3, 6, 16)
+    with torch.no_grad():
+        expected, got = reference(x, mask=mask), blocks(x, mask, ids > 0)
+    assert torch.allclose(got[ids > 0], expected[ids > 0], atol=1e-6)
+
+
+def test_dropout_drawn_from_uniforms_keeps_the_mean_and_drops_a_share_p():
+    dropout, x = Dropout(0.3), torch.ones(200_000)
+    y = dropout(x)
+    assert abs(float((y == 0).float().mean()) - 0.3) < 0.01
+    assert abs(float(y.mean()) - 1.0) < 0.02  # kept values are scaled by 1 / (1 - p)
+    assert torch.unique(y).tolist() == pytest.approx([0.0, 1 / 0.7])
+    assert torch.equal(dropout.eval()(x), x)
 
 
 def test_cold_history_items_enter_the_user_tower_by_their_embedding():
@@ -258,19 +292,16 @@ def _rank_worker(rank: int, world: int, store: str, out: str) -> None:
 
 def test_seen_items_leave_the_full_softmax_but_never_the_target():
     inputs = torch.tensor([[0, 2, 5, 2], [1, 3, 4, 6]])
-    seen = seen_so_far(inputs, n_items=6)
-    assert seen.shape == (2, 4, 6)
-    assert seen[0, 0].sum() == 0  # padding is never an item
-    assert seen[0, 1].nonzero().flatten().tolist() == [1]  # item 2 (column 1)
-    assert seen[0, 3].nonzero().flatten().tolist() == [1, 4]  # items 2 and 5
-    assert seen[1, 3].nonzero().flatten().tolist() == [0, 2, 3, 5]
+    rows = torch.tensor([[False, True, False, True], [False, False, False, True]])
+    row, item = seen_so_far(inputs, rows)
+    seen = [sorted(item[row == r].tolist()) for r in range(3)]
+    assert seen == [[2], [2, 2, 5], [1, 3, 4, 6]]  # padding is never an item
+    assert torch.all(row[1:] >= row[:-1])
     torch.manual_seed(0)
     hidden, table = torch.randn(3, 8), torch.randn(7, 8)
     targets = torch.tensor([2, 4, 6])
-    excluded = torch.zeros(3, 6, dtype=torch.bool)
-    excluded[0, [1, 2]] = True  # the target (item 2 = column 1) is kept regardless
-    excluded[1, [0, 5]] = True
-    scale = torch.tensor(2.0)
+    excluded = (torch.tensor([0, 0, 1, 1, 1]), torch.tensor([2, 3, 1, 6, 6]))
+    scale = torch.tensor(2.0)  # the target of row 0 (item 2) is kept regardless
     logits = 2.0 * hidden @ table[1:].T
     expected = torch.stack(
         [
@@ -300,7 +331,11 @@ def test_the_chunked_cross_entropy_equals_the_assembled_logits_and_their_gradien
     excluded[torch.arange(n), labels] = False
     inputs = [t.clone().requires_grad_(True) for t in (queries, table, extra, values)]
     got = chunked_cross_entropy(
-        *inputs[:2], labels, inputs[2], excluded, [(rows, columns, inputs[3])]
+        *inputs[:2],
+        labels,
+        inputs[2],
+        excluded.nonzero(as_tuple=True),
+        [(rows, columns, inputs[3])],
     )
     got.backward()
     reference = [t.clone().requires_grad_(True) for t in (queries, table, extra, values)]

@@ -35,8 +35,17 @@ from mirkit_train.train import Validation, batch_source, build_model, load_data,
 @click.option("--batch-size", type=int, default=TrainConfig.batch_size)
 @click.option("--dropout", type=float, default=None)
 @click.option("--threads", type=int, default=0, help="torch threads (0: torch's default).")
+@click.option("--mask-seen", is_flag=True, help="As tools/reproduce_seqrec.py trains.")
+@click.option("--shift-windows", is_flag=True, help="As tools/reproduce_seqrec.py trains.")
 def main(
-    data: Path, out: Path | None, steps: int, batch_size: int, dropout: float | None, threads: int
+    data: Path,
+    out: Path | None,
+    steps: int,
+    batch_size: int,
+    dropout: float | None,
+    threads: int,
+    mask_seen: bool,
+    shift_windows: bool,
 ) -> None:
     log.configure(0)
     if threads:
@@ -49,6 +58,8 @@ def main(
         path="user-major",
         batch_size=batch_size,
         dropout=dropout,
+        mask_seen=mask_seen,
+        shift_windows=shift_windows,
     )
     device = torch.device("cpu")
     data = load_data(cfg)  # the trainer's own setup, so the profile is of a training step
@@ -82,7 +93,9 @@ def main(
         one_step(False)
     for _ in range(steps):
         one_step(True)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True
+    ) as prof:
         for _ in range(min(5, steps)):
             one_step(False)
     per_step = sum(phases.values()) / steps
@@ -94,7 +107,11 @@ def main(
     for name, seconds in phases.items():
         click.echo(f"| {name} | {1000 * seconds / steps:.1f} | {seconds / steps / per_step:.0%} |")
     click.echo(f"| step | {1000 * per_step:.1f} | 100% |")
-    click.echo(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    click.echo(
+        prof.key_averages(group_by_input_shape=True).table(
+            sort_by="self_cpu_time_total", row_limit=12
+        )
+    )
 
     validation = Validation(cfg, data, model, spec, tabular, ONE_PROCESS, device)
     started = time.perf_counter()

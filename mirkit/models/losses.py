@@ -15,7 +15,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from mirkit.ids import ItemIds
 from mirkit.models.user_tower import GroupBonus, spread_groups
 
 
@@ -106,15 +105,16 @@ def full_softmax_loss(
     item_table: torch.Tensor,
     targets: torch.Tensor,
     scale: torch.Tensor,
-    excluded: torch.Tensor | None = None,
+    excluded: tuple[torch.Tensor, torch.Tensor] | None = None,
     history: tuple[torch.Tensor, torch.Tensor] | None = None,
     candidates: torch.Tensor | None = None,
     extra: torch.Tensor | None = None,
     groups: list[GroupBonus] | None = None,
 ) -> torch.Tensor:
     """Cross-entropy over the whole catalogue: hidden [N, D], item_table [n_items + 1, D]
-    (row 0 = padding, never a candidate), targets [N] in 1..n_items; excluded [N, n_items]
-    (optional, True = not a candidate for that row; the target always stays one);
+    (row 0 = padding, never a candidate), targets [N] in 1..n_items; excluded (rows [E]
+    ascending, item ids [E]; optional): items that are not candidates for a row (the
+    row's target always stays one; `seen_so_far` makes them);
     history (ids [N, L], bonus [N, L]): the repeat bonus of each row's history tracks,
     added to their scores before the scale (`SASRec.score` ranks by the same sum);
     candidates [n_items + 1] (optional, bool): the items that compete at all (the
@@ -131,12 +131,14 @@ def full_softmax_loss(
     columns = torch.arange(1, len(item_table), device=targets.device)
     if candidates is not None:
         columns = columns[candidates[1:]]
-        if excluded is not None:
-            excluded = excluded[:, columns - 1]
         extra = extra[:, columns] if extra is not None else None
     column_of = torch.full((len(item_table),), -1, device=targets.device)
     column_of[columns] = torch.arange(len(columns), device=targets.device)
     labels = column_of[targets]
+    if excluded is not None:
+        rows, places = excluded[0], column_of[excluded[1]]
+        kept = (places >= 0) & (places != labels[rows])
+        excluded = (rows[kept], places[kept])
     extra = extra.float() * scale if extra is not None else None
     entries = []
     for part in groups or ():
@@ -153,9 +155,6 @@ def full_softmax_loss(
         rows = torch.arange(n, device=ids.device).repeat_interleave(ids.shape[1])
         known = places >= 0
         entries.append((rows[known], places[known], (bonus.float() * scale).flatten()[known]))
-    if excluded is not None:
-        excluded = excluded.clone()
-        excluded[torch.arange(n, device=targets.device), labels] = False
     table = item_table[columns].float()
     return chunked_cross_entropy(hidden.float() * scale, table, labels, extra, excluded, entries)
 
@@ -168,12 +167,13 @@ def chunked_cross_entropy(
     table: torch.Tensor,
     labels: torch.Tensor,
     extra: torch.Tensor | None = None,
-    excluded: torch.Tensor | None = None,
+    excluded: tuple[torch.Tensor, torch.Tensor] | None = None,
     entries: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = (),
 ) -> torch.Tensor:
     """Mean cross-entropy of logits = queries [N, D] @ table [C, D].T + extra [N, C] +
     the entries (rows [E] ascending, columns [E], values [E]: added to the logits; a
-    place may repeat), with excluded [N, C] (True) left out, against labels [N].
+    place may repeat), with the excluded places (rows [X] ascending, columns [X]; never a
+    row's label) left out, against labels [N].
 
     Equal to `F.cross_entropy` of the assembled logits, but the logits and their gradient
     are made and used a chunk of rows at a time, while they sit in the cache, and the
@@ -182,19 +182,23 @@ def chunked_cross_entropy(
     products themselves (docs/design.md)."""
     values = [v for _, _, v in entries]
     places = [(r, c) for r, c, _ in entries]
-    return _ChunkedCrossEntropy.apply(queries, table, labels, extra, excluded, places, *values)
+    if excluded is not None:  # the last places, with no values
+        places.append(excluded)
+    return _ChunkedCrossEntropy.apply(
+        queries, table, labels, extra, excluded is not None, places, *values
+    )
 
 
 class _ChunkedCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, queries, table, labels, extra, excluded, places, *values):
+    def forward(ctx, queries, table, labels, extra, has_excluded, places, *values):
         with torch.autocast(queries.device.type, enabled=False):  # float32 softmax
             return _ChunkedCrossEntropy._forward(
-                ctx, queries, table, labels, extra, excluded, places, values
+                ctx, queries, table, labels, extra, has_excluded, places, values
             )
 
     @staticmethod
-    def _forward(ctx, queries, table, labels, extra, excluded, places, values):
+    def _forward(ctx, queries, table, labels, extra, has_excluded, places, values):
         n = len(labels)
         grads = [torch.zeros_like(queries), torch.zeros_like(table)]
         grad_extra = torch.empty_like(extra) if extra is not None else None
@@ -202,34 +206,42 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         total = queries.new_zeros(())
         starts = torch.arange(0, n + ROWS_PER_CHUNK, ROWS_PER_CHUNK, device=labels.device)
         firsts = [torch.searchsorted(rows, starts).tolist() for rows, _ in places]
+        # one buffer for every chunk's logits, worked on in place: a fresh [rows, C] tensor
+        # per operation cost more in page faults than the arithmetic (docs/design.md)
+        buffer = queries.new_empty(min(n, ROWS_PER_CHUNK), len(table))
         for i, start in enumerate(range(0, n, ROWS_PER_CHUNK)):
             end = min(start + ROWS_PER_CHUNK, n)
-            logits = queries[start:end] @ table.T
+            logits = torch.mm(queries[start:end], table.T, out=buffer[: end - start])
             if extra is not None:
                 logits += extra[start:end]
-            spans = []
-            for (rows, columns), value, first in zip(places, values, firsts, strict=True):
+            spans = []  # this chunk's part of each list of places: (a, b, rows, columns)
+            for (rows, columns), first in zip(places, firsts, strict=True):
                 a, b = first[i], first[i + 1]
                 spans.append((a, b, rows[a:b] - start, columns[a:b]))
-                logits.index_put_((spans[-1][2], spans[-1][3]), value[a:b], accumulate=True)
-            if excluded is not None:
-                logits.masked_fill_(excluded[start:end], float("-inf"))
+            valued = spans[: len(values)]  # the excluded places come last, without values
+            for (a, b, rows, columns), value in zip(valued, values, strict=True):
+                logits.index_put_((rows, columns), value[a:b], accumulate=True)
+            if has_excluded:
+                logits[spans[-1][2], spans[-1][3]] = float("-inf")
             chunk = torch.arange(end - start, device=labels.device)
-            log_norm = torch.logsumexp(logits, dim=1)
-            total += (log_norm - logits[chunk, labels[start:end]]).sum()
+            label_logits = logits[chunk, labels[start:end]]
+            top = logits.amax(dim=1, keepdim=True)
             # d(summed loss)/d logits = softmax - one-hot, in the logits' place (the 1/N
-            # of the mean comes in `backward`); log probabilities below -60 are raised to
-            # it, so that no product lands among the subnormal floats, which cost x86
-            # CPUs 10-100x more per operation; a probability of 1e-26 is none
-            probabilities = logits.sub_(log_norm[:, None]).clamp_(min=-60.0).exp_()
-            if excluded is not None:
-                probabilities.masked_fill_(excluded[start:end], 0.0)
+            # of the mean comes in `backward`); logits more than 60 below the row's top
+            # are raised to that, so that no product lands among the subnormal floats,
+            # which cost x86 CPUs 10-100x more per operation; a share of 1e-26 is none
+            probabilities = logits.sub_(top).clamp_(min=-60.0).exp_()
+            if has_excluded:
+                probabilities[spans[-1][2], spans[-1][3]] = 0.0
+            sums = probabilities.sum(dim=1, keepdim=True)
+            probabilities.div_(sums)
+            total += (top + sums.log()).sum() - label_logits.sum()
             probabilities[chunk, labels[start:end]] -= 1.0
             grads[0][start:end] = probabilities @ table
             grads[1].addmm_(probabilities.T, queries[start:end])
             if grad_extra is not None:
                 grad_extra[start:end] = probabilities
-            for (a, b, rows, columns), grad in zip(spans, grad_values, strict=True):
+            for (a, b, rows, columns), grad in zip(valued, grad_values, strict=True):
                 grad[a:b] = probabilities[rows, columns]
         ctx.save_for_backward(*grads, *([grad_extra] if extra is not None else []), *grad_values)
         ctx.has_extra, ctx.rows = extra is not None, n
@@ -243,13 +255,18 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         return grad_queries, grad_table, None, grad_extra, None, None, *rest
 
 
-def seen_so_far(inputs: torch.Tensor, n_items: int) -> torch.Tensor:
-    """[B, W, n_items] bool: item j + 1 occurs in inputs[b, : p + 1] (0 = padding)."""
+def seen_so_far(inputs: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows [E] ascending, item ids [E]): the items of inputs[b, : p + 1] (padding 0 left
+    out) for each position (b, p) where `rows` [B, W] is True, numbered as the rows of
+    inputs[rows]. A few entries per row instead of an [N, n_items] mask (which cost a
+    quarter of a Beauty step to build)."""
     width = inputs.shape[1]
     positions = torch.arange(width, device=inputs.device)
-    first = torch.full((inputs.shape[0], ItemIds(n_items).rows), width, device=inputs.device)
-    first.scatter_reduce_(1, inputs, positions.expand_as(inputs), reduce="amin")
-    return first[:, None, 1:] <= positions[None, :, None]
+    row_of = torch.cumsum(rows.flatten(), 0).view(rows.shape) - 1
+    earlier = positions[None, :] <= positions[:, None]  # [p, q]: q at or before p
+    pick = rows[:, :, None] & earlier[None] & (inputs[:, None, :] > 0)  # [B, p, q]
+    b, p, q = pick.nonzero(as_tuple=True)
+    return row_of[b, p], inputs[b, q]
 
 
 def sampled_softmax_loss(

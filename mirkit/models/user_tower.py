@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mirkit.ids import ItemIds
+from mirkit.models.blocks import Blocks, Dropout
 from mirkit.models.config import ModelConfig
 from mirkit.models.history import (
     FreshnessScorer,
@@ -138,13 +139,10 @@ class SASRec(nn.Module):
         self.positions = nn.Embedding(max_len, dim)
         nn.init.normal_(self.positions.weight, std=0.02)
         self.profile = nn.Linear(n_profile, dim) if n_profile else None
-        layer = nn.TransformerEncoderLayer(
-            dim, heads, 4 * dim, dropout, activation="gelu", batch_first=True, norm_first=True
-        )
-        self.blocks = nn.TransformerEncoder(layer, blocks, enable_nested_tensor=False)
+        self.blocks = Blocks(blocks, dim, heads, 4 * dim, dropout)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.play_gaps = GapEmbedding(dim) if time_inputs else None
         self.request_gaps = GapEmbedding(dim) if time_inputs else None
         self.repeat = RepeatScorer(dim) if repeat else None
@@ -211,7 +209,7 @@ class SASRec(nn.Module):
             times, request = play_times(ids, times, request)
             previous = F.pad(times[:, :-1], (1, 0))
             x = x + self.play_gaps(times - previous, F.pad(ids[:, :-1], (1, 0)) > 0)
-        x = self.blocks(self.dropout(x), mask=self._attention_mask(ids))
+        x = self.blocks(self.dropout(x), self._attention_mask(ids), ids > 0)
         if self.request_gaps is not None:
             x = x + self.request_gaps(request - times)
         return F.normalize(self.head(self.norm(x)), dim=-1)
