@@ -84,7 +84,7 @@ class ItemMajorStream(IterableDataset):
 
     def _histories(self, rows: np.ndarray) -> np.ndarray:
         """[2, K, L]: the items and times of the histories before `rows`."""
-        return np.stack([self.split.window(int(r), self.max_len) for r in rows], axis=1)
+        return np.stack(self.split.windows(rows, self.max_len))
 
     def _emissions(self, rng: np.random.Generator) -> Iterator[tuple[dict, np.ndarray]]:
         while True:

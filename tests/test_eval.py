@@ -68,6 +68,20 @@ def test_baselines_on_a_toy_log():
     assert ranks["most-popular"].tolist() == [2, 3]  # history items drop out ahead of it
 
 
+def test_windows_and_seen_items_of_many_rows_are_those_of_each_row():
+    split = toy_targets().split
+    rows = np.array([4, 1, 9, 5, 0])  # users' first, middle and last rows, out of order
+    items, times = split.windows(rows, 3)
+    which, seen = split.seen_before(rows)
+    for r, row in enumerate(rows):
+        before = split.plays_before(int(row))
+        assert seen[which == r].tolist() == before.tolist()
+        kept = before[-3:]
+        assert items[r].tolist() == [0] * (3 - len(kept)) + kept.tolist()
+        first = int(row) - len(kept)
+        assert times[r, 3 - len(kept) :].tolist() == split.plays.times[first : int(row)].tolist()
+
+
 def test_sampled_protocol_is_fixed_by_its_seed_and_ignores_played_items():
     targets = toy_targets()
     seen = sampled_candidates(targets, negatives=2, seed=3)

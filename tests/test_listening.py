@@ -100,9 +100,9 @@ def test_on_a_log_without_repeats_the_repeat_part_stays_out_of_the_way():
     history_mass, bonus = [], []
     with torch.no_grad():
         blocks = list(model_scores(net.user_tower, split, rows, items))
-    for start, scores in blocks:
+    for positions, scores in blocks:
         probabilities = torch.softmax(scores[:, 1:] * net.temperature().detach(), dim=1)
-        for r, row in enumerate(rows[start : start + len(scores)]):
+        for r, row in enumerate(rows[positions]):
             played = torch.from_numpy(split.plays_before(int(row))) - 1
             history_mass.append(float(probabilities[r, played].sum()))
             with torch.no_grad():

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from mirkit.errors import OptionError
 from mirkit.evaluation.baselines import last_played, popularity, user_most_played
-from mirkit.evaluation.metrics import rank_in_blocks
+from mirkit.evaluation.metrics import rank_scores
 from mirkit.models.blocks import Blocks, Dropout
 from mirkit.models.config import PRESETS, TextConfig
 from mirkit.models.item_tower import ItemBatch
@@ -421,19 +421,13 @@ def test_missing_pretrained_weights_fail_with_the_fix(tmp_path, monkeypatch):
         TwoTower(PRESETS["full"].with_modalities(("cover",)), N_ITEMS)
 
 
-def test_rank_in_blocks_is_pessimistic_and_excludes_history():
+def test_ranks_are_pessimistic_and_exclude_the_history_but_never_the_target():
     items = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.5, 0.0], [0.9, 0.0]])
-    users = torch.tensor([[1.0, 0.0]] * 3)
+    scores = torch.tensor([[1.0, 0.0]] * 3) @ items.T
     targets = torch.tensor([1, 3, 4])
-    ranks = rank_in_blocks(users, items, targets, block=2)
-    assert ranks.tolist() == [2, 4, 3]  # item 1 ties with item 2: it ranks below it
-    excluded = rank_in_blocks(
-        users,
-        items,
-        targets,
-        exclude=[torch.tensor([2, 1]), torch.tensor([1, 2]), torch.tensor([4])],
-    )
-    assert excluded.tolist() == [1, 2, 3]  # the target itself is never excluded
+    assert rank_scores(scores.clone(), targets).tolist() == [2, 4, 3]  # 1 ties with 2
+    exclude = (torch.tensor([0, 0, 1, 1, 2]), torch.tensor([2, 1, 1, 2, 4]))
+    assert rank_scores(scores, targets, exclude).tolist() == [1, 2, 3]
 
 
 def test_baselines_on_a_toy_log():

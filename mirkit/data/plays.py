@@ -165,9 +165,17 @@ class Split:
 
     def plays_before(self, row: int) -> np.ndarray:
         """Every play of the user before `row`, oldest first (not cut to max_len)."""
-        indptr = np.asarray(self.plays.indptr)
-        start = int(indptr[np.searchsorted(indptr, row, side="right") - 1])
-        return np.asarray(self.plays.items[start:row], dtype=np.int64)
+        return np.asarray(self.plays.items[self.user_start(row) : row], dtype=np.int64)
+
+    def seen_before(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(which [E], items [E]): every play of each user before rows[which] (repeats
+        kept), the rows in order: `plays_before` for many rows at once."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts = self.user_start(rows)
+        counts = rows - starts
+        which = np.repeat(np.arange(len(rows)), counts)
+        within = np.arange(len(which)) - np.repeat(np.cumsum(counts) - counts, counts)
+        return which, np.asarray(self.plays.items, dtype=np.int64)[starts[which] + within]
 
     def history(self, row: int, max_len: int) -> np.ndarray:
         """The up to `max_len` plays before `row`, left-padded with 0."""
@@ -175,13 +183,24 @@ class Split:
 
     def window(self, row: int, max_len: int) -> tuple[np.ndarray, np.ndarray]:
         """(items, times) of the up to `max_len` plays before `row`, left-padded with 0."""
-        user = int(np.searchsorted(self.plays.indptr, row, side="right") - 1)
-        start = max(int(self.plays.indptr[user]), row - max_len)
-        out = np.zeros((2, max_len), dtype=np.int64)
-        if row > start:
-            out[0, max_len - (row - start) :] = self.plays.items[start:row]
-            out[1, max_len - (row - start) :] = self.plays.times[start:row]
-        return out[0], out[1]
+        items, times = self.windows(np.array([row]), max_len)
+        return items[0], times[0]
+
+    def windows(self, rows: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """(items, times) [R, max_len]: `window` of each of `rows` at once."""
+        rows = np.asarray(rows, dtype=np.int64)
+        places = rows[:, None] - max_len + np.arange(max_len)[None, :]
+        real = places >= self.user_start(rows)[:, None]
+        places = np.where(real, places, 0)
+        items = np.where(real, np.asarray(self.plays.items)[places], 0).astype(np.int64)
+        times = np.where(real, np.asarray(self.plays.times)[places], 0).astype(np.int64)
+        return items, times
+
+    def user_start(self, rows):
+        """The first row of the user of each of `rows` (an int for an int)."""
+        indptr = np.asarray(self.plays.indptr)
+        starts = indptr[np.searchsorted(indptr, rows, side="right") - 1]
+        return int(starts) if np.ndim(starts) == 0 else starts.astype(np.int64)
 
 
 def make_split(plays: PlayArrays, config: SplitConfig) -> Split:

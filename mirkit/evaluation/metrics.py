@@ -57,35 +57,18 @@ def ranking_report(ranks: np.ndarray, ks: tuple[int, ...] = (10, 20, 50)) -> dic
     return report
 
 
-def rank_in_blocks(
-    users: torch.Tensor,
-    items: torch.Tensor,
-    targets: torch.Tensor,
-    exclude: list[torch.Tensor] | None = None,
-    block: int = 1024,
-) -> torch.Tensor:
-    """Pessimistic 1-based ranks of `targets` among all items, by dot product, computed in
-    blocks of users on whatever device the tensors are on.
-
-    users [B, D]; items [n_items + 1, D] with row 0 the padding item (never ranked);
-    targets [B]; exclude[b]: item ids scored -inf for user b (e.g. the user's history;
-    the target itself is never excluded, so a repeat can still be a hit)."""
-    ranks = []
-    for start in range(0, len(users), block):
-        scores = users[start : start + block].float() @ items.float().T
-        part = exclude[start : start + block] if exclude is not None else None
-        ranks.append(rank_scores(scores, targets[start : start + block], part))
-    return torch.cat(ranks)
-
-
 def rank_scores(
-    scores: torch.Tensor, targets: torch.Tensor, exclude: list[torch.Tensor] | None = None
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    exclude: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Pessimistic 1-based ranks of `targets` [B] in `scores` [B, n_items + 1], changed in
-    place: column 0 (padding) and each row's `exclude` ids other than its target get -inf."""
+    place: column 0 (padding) and the excluded places (rows [E], item ids [E]; e.g. the
+    users' histories) get -inf, except a row's own target, so a repeat can still be a hit."""
     scores[:, 0] = float("-inf")
     if exclude is not None:
-        for r, ids in enumerate(exclude):
-            scores[r, ids[ids != targets[r]]] = float("-inf")
+        rows, ids = exclude
+        other = ids != targets[rows]
+        scores[rows[other], ids[other]] = float("-inf")
     target_scores = scores[torch.arange(len(scores), device=scores.device), targets]
     return (scores >= target_scores[:, None]).sum(dim=1)

@@ -159,18 +159,25 @@ def score_block(n_items: int) -> int:
 @torch.no_grad()
 def model_scores(
     tower: SASRec, split: Split, rows: np.ndarray, items: torch.Tensor
-) -> Iterator[tuple[int, torch.Tensor]]:
-    """(first row, scores [b, V]) of `rows` in blocks (`score_block`): `SASRec.score` of
-    each target's history, at the target's time, against the item table `items` [V, dim]."""
+) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """(positions [b] in `rows`, scores [b, V]) in blocks (`score_block`): `SASRec.score`
+    of each target's history, at the target's time, against the item table `items`
+    [V, dim]. Blocks hold histories of similar length, so that the tower's work follows
+    the plays, not the padding (`SASRec.score` drops columns that are padding in every
+    row): most of the catalogue's users have short histories."""
     tower.eval()
     times = np.asarray(split.plays.times)
     block = score_block(len(items))
+    lengths = np.minimum(rows - split.user_start(rows), tower.history_len) if len(rows) else rows
+    order = np.argsort(lengths, kind="stable")
     for start in range(0, len(rows), block):
-        chunk = rows[start : start + block]
-        windows = np.stack([np.stack(split.window(int(r), tower.history_len)) for r in chunk])
-        history, played = (torch.from_numpy(windows[:, i]).to(items.device) for i in (0, 1))
+        positions = order[start : start + block]
+        chunk = rows[positions]
+        history, played = (
+            torch.from_numpy(a).to(items.device) for a in split.windows(chunk, tower.history_len)
+        )
         request = torch.from_numpy(times[chunk]).to(items.device)
-        yield start, tower.score(history, items, played, request)
+        yield positions, tower.score(history, items, played, request)
 
 
 def model_ranks(
@@ -186,16 +193,16 @@ def model_ranks(
     targets = torch.from_numpy(np.asarray(split.plays.items)[rows].astype(np.int64))
     ranks = np.zeros(len(rows), dtype=np.int64)
     top = np.zeros((len(rows), top_k), dtype=np.int64)
-    for start, scores in model_scores(tower, split, rows, items):
-        chunk = rows[start : start + len(scores)]
+    for positions, scores in model_scores(tower, split, rows, items):
         exclude = None
         if exclude_seen:
-            exclude = [torch.from_numpy(np.unique(split.plays_before(int(r)))) for r in chunk]
-            exclude = [e.to(scores.device) for e in exclude]
-        target = targets[start : start + len(scores)].to(scores.device)
-        ranks[start : start + len(scores)] = rank_scores(scores, target, exclude).cpu().numpy()
+            exclude = tuple(
+                torch.from_numpy(a).to(scores.device) for a in split.seen_before(rows[positions])
+            )
+        target = targets[positions].to(scores.device)
+        ranks[positions] = rank_scores(scores, target, exclude).cpu().numpy()
         if top_k:
-            top[start : start + len(scores)] = scores.topk(top_k, dim=1).indices.cpu().numpy()
+            top[positions] = scores.topk(top_k, dim=1).indices.cpu().numpy()
     return ranks, top
 
 
@@ -389,9 +396,8 @@ def _sampled(run: TrainedRun, targets: Targets, negatives: int) -> dict:
     items = torch.from_numpy(index.embeddings[: run.ids.rows])
     candidates = sampled_candidates(targets, negatives)
     scores = np.empty(candidates.shape, dtype=np.float32)  # never targets x catalogue
-    for start, block in model_scores(tower, targets.split, targets.rows, items):
-        rows = torch.from_numpy(candidates[start : start + len(block)])
-        scores[start : start + len(block)] = block.gather(1, rows).numpy()
+    for positions, block in model_scores(tower, targets.split, targets.rows, items):
+        scores[positions] = block.gather(1, torch.from_numpy(candidates[positions])).numpy()
     model = candidate_ranks(scores)
     popular = candidate_ranks(popularity(targets.train_counts)[candidates])
     return {
