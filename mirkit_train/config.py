@@ -46,6 +46,11 @@ class TrainConfig:
         "(learned recency and frequency per artist and per album, mixed in by the user "
         "state), beside the catalogue score; needs artist or album rows (--artists)."
     )  # fmt: skip
+    reweigh_history: bool = option(
+        True, "The repeat part also sets, from the user state, how much each history "
+        "track's own catalogue score counts (recency and frequency can then outrank taste "
+        "among the user's tracks)."
+    )  # fmt: skip
     repeat_memory: int | None = option(
         None, "How many recent plays the repeat part reads, when more than max_len (the "
         "Transformer reads the last max_len of them); default: the preset's (max_len)."

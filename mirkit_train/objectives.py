@@ -80,7 +80,7 @@ def user_major_loss(
     if loss == "full-softmax":
         excluded = seen_so_far(inputs[:, -width:], mask) if cfg.mask_seen else None
         shown = shown.masked_fill(shown > n_items, 0)  # a hidden track gets no repeat bonus
-        bonus = tower.history_bonus(shown, hidden, times, request)
+        bonus = tower.history_bonus(shown, hidden, times, request, table)
         history = None
         if bonus is not None:  # [B, L (queries), L (history)] -> the rows of the targets
             history = (shown[:, None, :].expand_as(bonus)[mask], bonus[mask])

@@ -52,6 +52,7 @@ def resolve_model(
         time_inputs=cfg.time_inputs,
         repeat=cfg.repeat,
         continuation=cfg.continuation,
+        reweigh_history=cfg.reweigh_history,
         freshness=cfg.freshness,
         content_for=cfg.content_for,
         repeat_memory=model.repeat_memory if cfg.repeat_memory is None else cfg.repeat_memory,

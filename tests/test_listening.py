@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from mirkit.data.plays import PlayArrays, Split, SplitConfig, first_play_times, make_split
 from mirkit.evaluation.protocol import model_ranks, model_scores
-from mirkit.models.config import PRESETS
+from mirkit.models.config import PRESETS, ModelConfig
 from mirkit.models.losses import ROWS_PER_CHUNK, full_softmax_loss
 from mirkit.models.two_tower import TwoTower
 from mirkit.models.user_tower import GroupBonus, spread_groups
@@ -87,6 +87,36 @@ def test_the_next_play_is_always_the_second_to_last_track():
     net = trained(split, n_items, 150)
     ranks, _ = model_ranks(net.user_tower, split, split.test_rows, table(net), False)
     assert (ranks == 1).mean() > 0.9  # Recall@1
+
+
+def test_the_repeat_part_can_take_a_history_tracks_catalogue_score_back_out():
+    """With its third mixing weight g at 1 (and a = b = 0), a history track scores 0
+    whatever its item row says, while every other track keeps its catalogue score; with
+    g = 0 a history track keeps its catalogue score too."""
+    torch.manual_seed(0)
+    small = PRESETS["small"].with_modalities(("id",))
+    tower = TwoTower(dataclasses.replace(small, time_inputs=False), 20).user_tower.eval()
+    assert tower.repeat.reweighs  # the default
+    history = torch.tensor([[0, 3, 7, 3, 5]])
+    items = F.normalize(torch.randn(21, small.dim), dim=-1)
+    moved = items.clone()
+    moved[[3, 5, 7]] = F.normalize(torch.randn(3, small.dim), dim=-1)
+    played = torch.tensor([3, 5, 7])
+    with torch.no_grad():
+        plain = tower.sequence(history)[:, -1] @ items.T
+        tower.repeat.mix.bias.copy_(torch.tensor([0.0, 0.0, 1.0]))
+        taken_out, again = tower.score(history, items), tower.score(history, moved)
+        tower.repeat.mix.bias.zero_()
+        kept = tower.score(history, items)
+    others = torch.ones(21, dtype=torch.bool)
+    others[played] = False
+    assert torch.allclose(taken_out[0, played], torch.zeros(3), atol=1e-6)
+    assert torch.allclose(again[0, played], torch.zeros(3), atol=1e-6)
+    assert torch.allclose(taken_out[0, others], plain[0, others], atol=1e-6)
+    assert torch.allclose(kept, plain, atol=1e-6)
+    assert not torch.allclose(kept[0, played], taken_out[0, played])
+    saved_before = {k: v for k, v in dataclasses.asdict(small).items() if k != "reweigh_history"}
+    assert not ModelConfig.from_dict(saved_before).reweigh_history  # its checkpoint loads
 
 
 def test_on_a_log_without_repeats_the_repeat_part_stays_out_of_the_way():

@@ -73,6 +73,10 @@ class ModelConfig:
     """The user tower scores the tracks of the history's artists and albums (with artist
     or album rows only): the repeat part's learned recency and frequency, per artist and
     per album instead of per track."""
+    reweigh_history: bool = True
+    """The repeat part also sets, from the user state, how much a history track's own
+    catalogue score counts, so the user's tracks can be ranked by recency and frequency
+    more than by taste (BENCHMARKS.md: the tail and discoveries gain)."""
     repeat_memory: int = 0
     """Plays the repeat part reads when more than max_len (the Transformer reads the last
     max_len of them); it costs memory^2 per user. 0: max_len, chosen on validation (200
@@ -112,6 +116,7 @@ class ModelConfig:
             "repeat",
             "continuation",
             "freshness",
+            "reweigh_history",
         ):  # models saved before these parts existed
             values.setdefault(part, False)
         values.setdefault("repeat_memory", 0)

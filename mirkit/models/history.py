@@ -15,7 +15,8 @@ Two parts of the user tower live here:
   exp(f(log time since it, log plays since it)); the track's activation is the log of the
   sum, as in ACT-R's base-level learning (a power-law decay when f is linear in log
   time), and the bonus is a * activation + b with (a, b) read from the user state, so
-  the model learns from the history when to repeat and when to explore. Both start at
+  the model learns from the history when to repeat and when to explore; optionally a
+  third weight g takes g x the track's catalogue score back out of it. All start at
   zero: on data without repeats the bonus can stay out of the way.
 
 Nothing here knows a log's rates: the time scale is a log bucketing of seconds, and the
@@ -69,23 +70,38 @@ def last_occurrences(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class RepeatScorer(nn.Module):
-    def __init__(self, dim: int, hidden: int = 16):
+    """With `reweighs`, the user state also sets how much a history track's own catalogue
+    score counts (the bonus then includes -g x that score): one additive score ranks
+    both the catalogue and the history, and this lets the history's tracks be ordered by
+    recency and frequency more than by taste where the state says so (docs/design.md)."""
+
+    def __init__(self, dim: int, hidden: int = 16, reweighs: bool = False):
         super().__init__()
         self.decay = nn.Sequential(nn.Linear(2, hidden), nn.Tanh(), nn.Linear(hidden, 1))
-        self.mix = nn.Linear(dim, 2)
+        self.mix = nn.Linear(dim, 3 if reweighs else 2)
         nn.init.zeros_(self.mix.weight)
         nn.init.zeros_(self.mix.bias)
 
+    @property
+    def reweighs(self) -> bool:
+        return self.mix.out_features == 3
+
     def forward(
-        self, ids: torch.Tensor, times: torch.Tensor, request: torch.Tensor, state: torch.Tensor
+        self,
+        ids: torch.Tensor,
+        times: torch.Tensor,
+        request: torch.Tensor,
+        state: torch.Tensor,
+        catalogue: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The bonus [B, P, L] for P query positions: that of track ids[b, q] when
         predicting at query p, nonzero only where q holds that track's latest play at or
         before p (so each track gets it once).
 
         ids, times [B, L] (0 = padding); request [B, P] the time of each query (the play
-        being predicted); state [B, P, dim] the user state at each query. With P < L the
-        queries are the last P positions."""
+        being predicted); state [B, P, dim] the user state at each query; catalogue
+        [B, P, L] the catalogue score of each history track at each query (needed when the
+        scorer reweighs). With P < L the queries are the last P positions."""
         length, queries = ids.shape[1], request.shape[1]
         same, last = last_occurrences(ids)
         last = last[:, length - queries :]
@@ -102,8 +118,10 @@ class RepeatScorer(nn.Module):
         top = weight.amax(dim=-1, keepdim=True).clamp(min=-1e4)
         summed = torch.bmm((weight - top).exp(), same.float())  # [B, P, L]: per track
         activation = torch.log(summed.clamp(min=1e-30)) + top
-        a, b = self.mix(state).unbind(-1)
+        a, b, *g = self.mix(state).unbind(-1)
         bonus = a[..., None] * activation + b[..., None]
+        if g:
+            bonus = bonus - g[0][..., None] * catalogue
         return bonus.masked_fill(~last, 0.0)
 
 

@@ -120,6 +120,7 @@ class SASRec(nn.Module):
         repeat_memory: int = 0,
         freshness: bool = False,
         continuation: bool = False,
+        reweigh_history: bool = False,
     ):
         super().__init__()
         self.n_items = n_items
@@ -145,7 +146,7 @@ class SASRec(nn.Module):
         self.dropout = Dropout(dropout)
         self.play_gaps = GapEmbedding(dim) if time_inputs else None
         self.request_gaps = GapEmbedding(dim) if time_inputs else None
-        self.repeat = RepeatScorer(dim) if repeat else None
+        self.repeat = RepeatScorer(dim, reweighs=reweigh_history) if repeat else None
         self.freshness = FreshnessScorer(dim, n_items) if freshness else None
 
     @classmethod
@@ -169,6 +170,7 @@ class SASRec(nn.Module):
             config.repeat_memory,
             config.freshness,
             config.continuation,
+            config.reweigh_history,
         )
 
     @torch.no_grad()
@@ -220,14 +222,20 @@ class SASRec(nn.Module):
         states: torch.Tensor,
         times: torch.Tensor | None = None,
         request: torch.Tensor | None = None,
+        items: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """The repeat bonus [B, P, L] of each track of the history [B, L] (its last
         `history_len` plays) at the last P positions, whose user states are `states`
-        [B, P, dim]; None without a repeat part."""
+        [B, P, dim]; None without a repeat part. `items` [V, dim], the item table the
+        states score (row = id), is needed by a repeat part that reweighs."""
         if self.repeat is None:
             return None
         history, times, request = self._scored_history(history, times, request, states)
-        return self.repeat(history, times, request, states)
+        catalogue = None
+        if self.repeat.reweighs:
+            known = torch.where(history < items.shape[0], history, 0)
+            catalogue = torch.einsum("bpd,bld->bpl", states.float(), items[known].float())
+        return self.repeat(history, times, request, states, catalogue)
 
     def _scored_history(
         self,
@@ -322,7 +330,7 @@ class SASRec(nn.Module):
         groups = self.group_bonus(history, states, times, request)
         if groups is not None:
             scores = scores + spread_groups(groups, columns)[:, 0]
-        bonus = self.history_bonus(history, states, times, request)
+        bonus = self.history_bonus(history, states, times, request, items)
         if bonus is not None:
             known = torch.where(history < items.shape[0], history, 0)
             if candidates is None:
