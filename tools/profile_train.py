@@ -3,12 +3,15 @@
 
     .venv/bin/python tools/profile_train.py ../shared/data/seqrec/Beauty.txt --out /tmp/profile
     .venv/bin/python tools/profile_train.py shards/demo --out /tmp/profile --steps 30
+    .venv/bin/python tools/profile_train.py ../shared/data/seqrec/Beauty.txt --out /tmp/profile \
+        --mask-seen --shift-windows --dropout 0.2     # as tools/reproduce_seqrec.py trains
 
 Builds the model and the batches exactly as `mirkit train` does (an id-only model, the
 user-major path, the full softmax; other options as `mirkit train`'s), then times
 `--steps` steps phase by phase (making the batch, the forward pass, the backward pass,
-the optimiser), the top operators of the torch profiler, and one validation (embedding
-the catalogue, scoring the validation targets). Prints what an epoch costs from these.
+the optimiser), the top operators of the torch profiler (by input shape), and one
+validation (embedding the catalogue, scoring the validation targets). Prints what an
+epoch costs from these.
 """
 
 from __future__ import annotations
