@@ -168,7 +168,7 @@ def model_scores(
     tower.eval()
     times = np.asarray(split.plays.times)
     block = score_block(len(items))
-    lengths = np.minimum(rows - split.user_start(rows), tower.history_len) if len(rows) else rows
+    lengths = np.minimum(rows - split.user_start(rows), tower.history_len)
     order = np.argsort(lengths, kind="stable")
     for start in range(0, len(rows), block):
         positions = order[start : start + block]

@@ -233,8 +233,12 @@ class SASRec(nn.Module):
         history, times, request = self._scored_history(history, times, request, states)
         catalogue = None
         if self.repeat.reweighs:
-            known = torch.where(history < items.shape[0], history, 0)
-            catalogue = torch.einsum("bpd,bld->bpl", states.float(), items[known].float())
+            known = _known_ids(history, items)
+            # F.embedding, not items[known]: its backward sums each row's gradient in a
+            # fixed order (an indexing backward accumulates across threads, and training
+            # runs would differ in the last float bits)
+            rows = F.embedding(known, items).float()
+            catalogue = torch.einsum("bpd,bld->bpl", states.float(), rows)
         return self.repeat(history, times, request, states, catalogue)
 
     def _scored_history(
@@ -332,7 +336,7 @@ class SASRec(nn.Module):
             scores = scores + spread_groups(groups, columns)[:, 0]
         bonus = self.history_bonus(history, states, times, request, items)
         if bonus is not None:
-            known = torch.where(history < items.shape[0], history, 0)
+            known = _known_ids(history, items)
             if candidates is None:
                 scores = scatter_history(scores, known, bonus[:, 0])
             else:
@@ -415,6 +419,12 @@ def play_times(
         last = times[:, -1:] + 1 if request is None else request.to(ids.device)[:, None]
         request = torch.cat([times[:, 1:], last.to(times.dtype)], dim=1)
     return times, request.to(ids.device)
+
+
+def _known_ids(history: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """The history's ids, with 0 (padding) for ids beyond the item table `items` (tracks
+    added after the index was built)."""
+    return torch.where(history < items.shape[0], history, 0)
 
 
 def _window(
