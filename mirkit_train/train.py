@@ -643,18 +643,26 @@ def epoch_row(
 
 
 def init_from_run(model: TwoTower, run: Path, device: torch.device) -> int:
-    """Copy every tensor of `run`'s best model whose name and shape match; the rest keeps
-    its initialisation. Returns how many tensors were copied."""
+    """Copy every tensor of `run`'s best model into `model`, whose other tensors (parts
+    that run lacks, such as content encoders) keep their initialisation. A tensor of the
+    run that this model lacks or holds in another shape is an error, not a silent drop:
+    a part left at its initialisation and then frozen would serve zeros. Returns how many
+    tensors were copied."""
     weights = run / "model" / "model.pt"
     if not weights.exists():
         raise TrainingError(f"--init-from {run}: {weights} does not exist (train that run first)")
     state = load_weights(weights, device)
     own = model.state_dict()
-    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not matched:
-        raise TrainingError(f"--init-from {run}: no weight matches this model (other sizes?)")
-    model.load_state_dict(matched, strict=False)
-    return len(matched)
+    differ = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if differ:
+        shown = ", ".join(differ[:3]) + (f" and {len(differ) - 3} more" if len(differ) > 3 else "")
+        raise TrainingError(
+            f"--init-from {run}: {len(differ)} of its weights have no place of the same "
+            f"shape in this model ({shown}): that run was trained with other model options. "
+            f"Train with the model options in {run / 'config.json'}, or retrain that run"
+        )
+    model.load_state_dict(state, strict=False)
+    return len(state)
 
 
 def parameter_groups(model: TwoTower, cfg: TrainConfig) -> list[dict]:

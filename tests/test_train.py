@@ -3,6 +3,7 @@ resume, refusals."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import shutil
@@ -325,6 +326,10 @@ def test_init_from_copies_the_matching_weights_of_another_run(tiny_shards, tmp_p
         assert torch.equal(model.user_tower.state_dict()[name], value), name
     with pytest.raises(TrainingError, match="does not exist"):
         init_from_run(model, tmp_path / "nothing", torch.device("cpu"))
+    # a run of other model options: its repeat part would be left at zero, then frozen
+    other = TwoTower(dataclasses.replace(model.config, reweigh_history=False), N_ITEMS)
+    with pytest.raises(TrainingError, match="user_tower.repeat.mix.*other model options"):
+        init_from_run(other, source, torch.device("cpu"))
 
 
 def test_freeze_keeps_the_warm_started_user_tower_and_trains_the_content(tiny_shards, tmp_path):
