@@ -51,6 +51,11 @@ class TrainConfig:
         "track's own catalogue score counts (recency and frequency can then outrank taste "
         "among the user's tracks)."
     )  # fmt: skip
+    floored_activation: bool = option(
+        True, "The repeat and continuation parts score a track's recency and frequency as "
+        "log(1 + the sum of its plays' learned weights), not log(sum): a track played long "
+        "ago keeps the played-before bonus instead of sinking below tracks never played."
+    )  # fmt: skip
     repeat_memory: int | None = option(
         None, "How many recent plays the repeat part reads, when more than max_len (the "
         "Transformer reads the last max_len of them); default: the preset's (max_len)."

@@ -53,6 +53,7 @@ def resolve_model(
         repeat=cfg.repeat,
         continuation=cfg.continuation,
         reweigh_history=cfg.reweigh_history,
+        floored_activation=cfg.floored_activation,
         freshness=cfg.freshness,
         content_for=cfg.content_for,
         repeat_memory=model.repeat_memory if cfg.repeat_memory is None else cfg.repeat_memory,

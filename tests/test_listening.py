@@ -6,6 +6,7 @@ artists; and that `mirkit recommend` scores exactly as `mirkit eval` does."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import polars as pl
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from mirkit.data.plays import PlayArrays, Split, SplitConfig, first_play_times, make_split
 from mirkit.evaluation.protocol import model_ranks, model_scores
 from mirkit.models.config import PRESETS, ModelConfig
+from mirkit.models.history import RepeatScorer
 from mirkit.models.losses import ROWS_PER_CHUNK, full_softmax_loss
 from mirkit.models.two_tower import TwoTower
 from mirkit.models.user_tower import GroupBonus, spread_groups
@@ -115,8 +117,33 @@ def test_the_repeat_part_can_take_a_history_tracks_catalogue_score_back_out():
     assert torch.allclose(taken_out[0, others], plain[0, others], atol=1e-6)
     assert torch.allclose(kept, plain, atol=1e-6)
     assert not torch.allclose(kept[0, played], taken_out[0, played])
-    saved_before = {k: v for k, v in dataclasses.asdict(small).items() if k != "reweigh_history"}
-    assert not ModelConfig.from_dict(saved_before).reweigh_history  # its checkpoint loads
+    newer = ("reweigh_history", "floored_activation")
+    saved_before = {k: v for k, v in dataclasses.asdict(small).items() if k not in newer}
+    loaded = ModelConfig.from_dict(saved_before)  # its checkpoint loads, and scores as before
+    assert not loaded.reweigh_history and not loaded.floored_activation
+
+
+def test_a_track_played_long_ago_keeps_the_played_before_bonus():
+    """The floored activation log(1 + sum of play weights) goes to 0 as the weights do, so
+    an old track's bonus goes to b (played before: above tracks never played when b > 0);
+    log(sum), the form of models saved before it, sinks without bound."""
+    ids, times = torch.tensor([[4, 9, 6]]), torch.tensor([[1, 2, 3]])
+    request, state = torch.tensor([[100]]), torch.zeros(1, 1, 8)
+
+    def bonus(scorer: RepeatScorer, log_weight: float) -> torch.Tensor:
+        """Every play weighs e^log_weight (a flat decay), a = 1, b = 0.5."""
+        with torch.no_grad():
+            for layer in (scorer.decay[0], scorer.decay[-1]):
+                layer.weight.zero_()
+            scorer.decay[-1].bias.fill_(log_weight)
+            scorer.mix.bias.copy_(torch.tensor([1.0, 0.5]))
+            return scorer(ids, times, request, state)[0, 0]
+
+    floored, unfloored = RepeatScorer(8, floored=True), RepeatScorer(8)
+    assert torch.allclose(bonus(floored, -40.0), torch.full((3,), 0.5))
+    assert torch.allclose(bonus(floored, 0.0), torch.full((3,), 0.5 + math.log(2)))
+    assert torch.allclose(bonus(unfloored, -40.0), torch.full((3,), -39.5))
+    assert torch.allclose(bonus(unfloored, 0.0), torch.full((3,), 0.5))
 
 
 def test_on_a_log_without_repeats_the_repeat_part_stays_out_of_the_way():

@@ -77,6 +77,10 @@ class ModelConfig:
     """The repeat part also sets, from the user state, how much a history track's own
     catalogue score counts, so the user's tracks can be ranked by recency and frequency
     more than by taste (BENCHMARKS.md: the tail and discoveries gain)."""
+    floored_activation: bool = True
+    """The repeat and continuation parts take log(1 + the sum of a track's play weights)
+    as its activation, not log(sum): a track played long ago keeps the played-before
+    bonus instead of sinking below tracks never played (BENCHMARKS.md)."""
     repeat_memory: int = 0
     """Plays the repeat part reads when more than max_len (the Transformer reads the last
     max_len of them); it costs memory^2 per user. 0: max_len, chosen on validation (200
@@ -117,6 +121,7 @@ class ModelConfig:
             "continuation",
             "freshness",
             "reweigh_history",
+            "floored_activation",
         ):  # models saved before these parts existed
             values.setdefault(part, False)
         values.setdefault("repeat_memory", 0)

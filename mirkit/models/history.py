@@ -12,10 +12,11 @@ Two parts of the user tower live here:
 - `RepeatScorer`: a bonus for each distinct track of the history as a candidate to play
   again, added to its catalogue score (cf. RepeatNet, Ren et al. 2019; ReCANet,
   Ariannezhad et al. 2022). Each earlier play of the track contributes a learned weight
-  exp(f(log time since it, log plays since it)); the track's activation is the log of the
-  sum, as in ACT-R's base-level learning (a power-law decay when f is linear in log
-  time), and the bonus is a * activation + b with (a, b) read from the user state, so
-  the model learns from the history when to repeat and when to explore; optionally a
+  exp(f(log time since it, log plays since it)); the track's activation is log(1 + the
+  sum), as in ACT-R's base-level learning (a power-law decay when f is linear in log
+  time) but floored at 0, and the bonus is a * activation + b with (a, b) read from the
+  user state, so the model learns from the history when to repeat and when to explore;
+  optionally a
   third weight g takes g x the track's catalogue score back out of it. All start at
   zero: on data without repeats the bonus can stay out of the way.
 
@@ -73,10 +74,15 @@ class RepeatScorer(nn.Module):
     """With `reweighs`, the user state also sets how much a history track's own catalogue
     score counts (the bonus then includes -g x that score): one additive score ranks
     both the catalogue and the history, and this lets the history's tracks be ordered by
-    recency and frequency more than by taste where the state says so (docs/design.md)."""
+    recency and frequency more than by taste where the state says so (docs/design.md).
 
-    def __init__(self, dim: int, hidden: int = 16, reweighs: bool = False):
+    With `floored`, the activation is log(1 + sum of weights) rather than log(sum): a
+    track played long ago keeps the played-before bonus b instead of falling without
+    bound below tracks never played (models saved before it read log(sum))."""
+
+    def __init__(self, dim: int, hidden: int = 16, reweighs: bool = False, floored: bool = False):
         super().__init__()
+        self.floored = floored
         self.decay = nn.Sequential(nn.Linear(2, hidden), nn.Tanh(), nn.Linear(hidden, 1))
         self.mix = nn.Linear(dim, 3 if reweighs else 2)
         nn.init.zeros_(self.mix.weight)
@@ -118,6 +124,8 @@ class RepeatScorer(nn.Module):
         top = weight.amax(dim=-1, keepdim=True).clamp(min=-1e4)
         summed = torch.bmm((weight - top).exp(), same.float())  # [B, P, L]: per track
         activation = torch.log(summed.clamp(min=1e-30)) + top
+        if self.floored:
+            activation = nn.functional.softplus(activation)  # log(1 + sum), without overflow
         a, b, *g = self.mix(state).unbind(-1)
         bonus = a[..., None] * activation + b[..., None]
         if g:

@@ -121,6 +121,7 @@ class SASRec(nn.Module):
         freshness: bool = False,
         continuation: bool = False,
         reweigh_history: bool = False,
+        floored_activation: bool = False,
     ):
         super().__init__()
         self.n_items = n_items
@@ -134,7 +135,9 @@ class SASRec(nn.Module):
         # one repeat scorer per kind of group, fed the history's artist or album ids
         self.continuation = None
         if continuation and kinds:
-            self.continuation = nn.ModuleDict({k: RepeatScorer(dim) for k in kinds})
+            self.continuation = nn.ModuleDict(
+                {k: RepeatScorer(dim, floored=floored_activation) for k in kinds}
+            )
         scored = repeat or self.continuation is not None
         self.history_len = max(max_len, repeat_memory) if scored else max_len
         self.positions = nn.Embedding(max_len, dim)
@@ -146,7 +149,9 @@ class SASRec(nn.Module):
         self.dropout = Dropout(dropout)
         self.play_gaps = GapEmbedding(dim) if time_inputs else None
         self.request_gaps = GapEmbedding(dim) if time_inputs else None
-        self.repeat = RepeatScorer(dim, reweighs=reweigh_history) if repeat else None
+        self.repeat = None
+        if repeat:
+            self.repeat = RepeatScorer(dim, reweighs=reweigh_history, floored=floored_activation)
         self.freshness = FreshnessScorer(dim, n_items) if freshness else None
 
     @classmethod
@@ -171,6 +176,7 @@ class SASRec(nn.Module):
             config.freshness,
             config.continuation,
             config.reweigh_history,
+            config.floored_activation,
         )
 
     @torch.no_grad()
