@@ -84,7 +84,8 @@ class ModelConfig:
     repeat_memory: int = 0
     """Plays the repeat part reads when more than max_len (the Transformer reads the last
     max_len of them); it costs memory^2 per user. 0: max_len, chosen on validation (200
-    plays was 0.004 below 50 on the demo in both seeds tried; BENCHMARKS.md)."""
+    plays was 0.004 below 50 on the demo in both seeds tried; with the floored activation,
+    -0.002 on leave-one-out and +0.003 on global-time, seed 0; BENCHMARKS.md)."""
     freshness: bool = False
     """The user tower weighs items by how long ago anyone first played them. Off by
     default: it costs a [positions x items] bucket lookup per full-softmax step (the one
