@@ -16,9 +16,8 @@ Two parts of the user tower live here:
   sum), as in ACT-R's base-level learning (a power-law decay when f is linear in log
   time) but floored at 0, and the bonus is a * activation + b with (a, b) read from the
   user state, so the model learns from the history when to repeat and when to explore;
-  optionally a
-  third weight g takes g x the track's catalogue score back out of it. All start at
-  zero: on data without repeats the bonus can stay out of the way.
+  optionally a third weight g takes g x the track's catalogue score back out of it. All
+  start at zero: on data without repeats the bonus can stay out of the way.
 
 Nothing here knows a log's rates: the time scale is a log bucketing of seconds, and the
 decay and the mixing are learned.
