@@ -84,6 +84,12 @@ def test_oracle_beats_the_popularity_floor_by_far(demo_world, demo_log):
     cold = report["global time, cold targets"]
     assert cold["oracle"]["n"] >= 200
     assert cold["oracle"]["Recall@10"] > 0.1 and cold["most-popular"]["Recall@10"] == 0.0
+    for protocol in ("leave-one-out", "global time"):
+        whole, repeats = report[protocol], report[f"{protocol}, repeat targets"]
+        assert 0.2 < repeats["oracle"]["n"] / whole["oracle"]["n"] < 0.6  # the repeat rate
+        # ACT-R ranks the user's own tracks first: all its hits are repeats
+        actr = "recency-frequency (ACT-R)"
+        assert repeats[actr]["Recall@10"] > 2 * whole[actr]["Recall@10"]
 
 
 def _stratified(world: World, eligible: np.ndarray) -> np.ndarray:

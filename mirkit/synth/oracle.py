@@ -2,9 +2,12 @@
 
 The oracle ranks every track by the generator's true next-track probability, which no
 learned model can beat in expectation; most-popular and the user's own most-played are
-the floor. Both are measured under the protocols of the evaluation: leave-one-out (last
-play of each user) and a global time split, whose cold slice holds targets with no
-plays before the cut.
+the floor, last-played and ACT-R's recency-frequency the music baselines. All are
+measured under the protocols of the evaluation: leave-one-out (last play of each user)
+and a global time split, whose cold slice holds targets with no plays before the cut;
+the repeat slices (targets the user played before) show the ceiling on repeats, where a
+ranking that puts every played track first (ACT-R) reaches the oracle by giving up every
+discovery.
 """
 
 from __future__ import annotations
@@ -14,7 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mirkit.evaluation.baselines import last_played, popularity, user_most_played
+from mirkit.evaluation.baselines import (
+    last_played,
+    popularity,
+    recency_frequency,
+    user_most_played,
+)
 from mirkit.evaluation.metrics import ranking_report, target_ranks
 from mirkit.synth.listening import (
     DAY_S,
@@ -104,6 +112,7 @@ def score_methods(
         "most-popular": [],
         "user most-played": [],
         "last-played": [],
+        "recency-frequency (ACT-R)": [],
     }
     for begin in range(0, len(test), chunk):
         rows = test[begin : begin + chunk]
@@ -120,21 +129,47 @@ def score_methods(
             scores["most-popular"].append(pop)
             scores["user most-played"].append(user_most_played(history + 1, pop))
             scores["last-played"].append(last_played(history + 1, pop))
+            scores["recency-frequency (ACT-R)"].append(
+                recency_frequency(history + 1, log.time_s[start:row], log.time_s[row], pop)
+            )
         for name, rows_scores in scores.items():
             ranks[name].append(target_ranks(np.array(rows_scores), log.track[rows] + 1))
     return {name: np.concatenate(parts) for name, parts in ranks.items()}
 
 
+def repeat_targets(log: PlayLog, test: np.ndarray) -> np.ndarray:
+    """Whether the track of each test row was played before by the same user."""
+    starts = np.searchsorted(log.user, log.user[test])
+    return np.array(
+        [log.track[row] in log.track[start:row] for start, row in zip(starts, test, strict=True)],
+        dtype=bool,
+    )
+
+
 def ceiling_report(world: World, log: PlayLog, model: ListeningModel) -> dict[str, dict]:
     """Metrics of the oracle and baselines under leave-one-out and the global time split,
-    with the global split's cold slice (targets without plays before the cut)."""
+    each with its repeat slice, and the global split's cold slice (targets without plays
+    before the cut)."""
     report: dict[str, dict] = {}
     test, train = leave_one_out_targets(log)
-    for method, ranks in score_methods(world, log, test, train, model).items():
-        report.setdefault("leave-one-out", {})[method] = ranking_report(ranks)
+    slices = {"leave-one-out": None, "leave-one-out, repeat targets": repeat_targets(log, test)}
+    _add_slices(report, score_methods(world, log, test, train, model), slices)
     test, train = global_time_targets(log)
-    cold = np.bincount(log.track[train], minlength=world.n_tracks)[log.track[test]] == 0
-    for method, ranks in score_methods(world, log, test, train, model).items():
-        report.setdefault("global time", {})[method] = ranking_report(ranks)
-        report.setdefault("global time, cold targets", {})[method] = ranking_report(ranks[cold])
+    trained_plays = np.bincount(log.track[train], minlength=world.n_tracks)
+    slices = {
+        "global time": None,
+        "global time, repeat targets": repeat_targets(log, test),
+        "global time, cold targets": trained_plays[log.track[test]] == 0,
+    }
+    _add_slices(report, score_methods(world, log, test, train, model), slices)
     return report
+
+
+def _add_slices(
+    report: dict[str, dict], ranks: dict[str, np.ndarray], slices: dict[str, np.ndarray | None]
+) -> None:
+    """report[slice][method]: the metrics of each method's ranks on each slice (None: all)."""
+    for name, mask in slices.items():
+        for method, method_ranks in ranks.items():
+            chosen = method_ranks if mask is None else method_ranks[mask]
+            report.setdefault(name, {})[method] = ranking_report(chosen)
