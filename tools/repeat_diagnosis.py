@@ -39,7 +39,7 @@ ACT_R = "recency-frequency (ACT-R)"
 def roc_auc(score: np.ndarray, positive: np.ndarray) -> float:
     """Area under the ROC curve: the chance that a positive scores above a negative (ties
     count half)."""
-    values, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
     ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]  # average ranks from 1
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
     if not n_pos or not n_neg:
@@ -68,23 +68,26 @@ def diagnose(run: TrainedRun, which: str) -> dict[str, float]:
     pop = popularity(targets.train_counts)
     full, within, act_r, unplayed_above = [], [], [], []
     mass, share = np.zeros(len(repeat)), np.zeros(len(repeat))
-    for positions, scores in model_scores(tower, targets.split, targets.rows, items):
-        for row, t in zip(scores, positions.tolist(), strict=True):
-            row = row.clone()
-            row[0] = float("-inf")
-            history = targets.history(t)
-            own = torch.from_numpy(np.unique(history[history < len(row)])).long()
-            mass[t] = float(torch.softmax(row * scale, 0)[own].sum())
-            share[t] = repeat_share(history)
-            if not repeat[t]:
-                continue
-            target = int(targets.items[t])
-            at_or_above = row >= row[target]  # pessimistic ranks, as `mirkit eval` counts
-            full.append(int(at_or_above.sum()))
-            within.append(int(at_or_above[own].sum()))
-            unplayed_above.append(full[-1] - within[-1])
-            baseline = baseline_scores(targets, t, pop)[ACT_R]
-            act_r.append(int((baseline[1:] >= baseline[target]).sum()))
+    with log.progress() as bar:
+        task = bar.add_task(f"diagnosing {which} targets", total=len(repeat))
+        for positions, scores in model_scores(tower, targets.split, targets.rows, items):
+            for row, t in zip(scores, positions.tolist(), strict=True):
+                row = row.clone()
+                row[0] = float("-inf")
+                history = targets.history(t)
+                own = torch.from_numpy(np.unique(history[history < len(row)])).long()
+                mass[t] = float(torch.softmax(row * scale, 0)[own].sum())
+                share[t] = repeat_share(history)
+                if not repeat[t]:
+                    continue
+                target = int(targets.items[t])
+                at_or_above = row >= row[target]  # pessimistic ranks, as `mirkit eval` counts
+                full.append(int(at_or_above.sum()))
+                within.append(int(at_or_above[own].sum()))
+                unplayed_above.append(full[-1] - within[-1])
+                baseline = baseline_scores(targets, t, pop)[ACT_R]
+                act_r.append(int((baseline[1:] >= baseline[target]).sum()))
+            bar.update(task, advance=len(positions))
     ndcg = {
         name: float(per_target(np.array(r))["NDCG@10"].mean())
         for name, r in (("model", full), ("within", within), ("act_r", act_r))
