@@ -71,9 +71,8 @@ def diagnose(run: TrainedRun, which: str) -> dict[str, float]:
     with log.progress() as bar:
         task = bar.add_task(f"diagnosing {which} targets", total=len(repeat))
         for positions, scores in model_scores(tower, targets.split, targets.rows, items):
+            scores[:, 0] = float("-inf")  # padding, never a candidate
             for row, t in zip(scores, positions.tolist(), strict=True):
-                row = row.clone()
-                row[0] = float("-inf")
                 history = targets.history(t)
                 own = torch.from_numpy(np.unique(history[history < len(row)])).long()
                 mass[t] = float(torch.softmax(row * scale, 0)[own].sum())
