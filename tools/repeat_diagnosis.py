@@ -22,9 +22,8 @@ import numpy as np
 import torch
 
 from mirkit import log
-from mirkit.evaluation.baselines import popularity
 from mirkit.evaluation.protocol import (
-    baseline_scores,
+    baseline_ranks,
     load_run_index,
     load_targets,
     model_scores,
@@ -65,8 +64,8 @@ def diagnose(run: TrainedRun, which: str) -> dict[str, float]:
         raise click.ClickException(
             f"no {which} target of {run.path} repeats a track: nothing to diagnose"
         )
-    pop = popularity(targets.train_counts)
-    full, within, act_r, unplayed_above = [], [], [], []
+    act_r = baseline_ranks(targets, exclude_seen=False, top_k=0)[0][ACT_R][repeat]
+    full, within, unplayed_above = [], [], []
     mass, share = np.zeros(len(repeat)), np.zeros(len(repeat))
     with log.progress() as bar:
         task = bar.add_task(f"diagnosing {which} targets", total=len(repeat))
@@ -84,8 +83,6 @@ def diagnose(run: TrainedRun, which: str) -> dict[str, float]:
                 full.append(int(at_or_above.sum()))
                 within.append(int(at_or_above[own].sum()))
                 unplayed_above.append(full[-1] - within[-1])
-                baseline = baseline_scores(targets, t, pop)[ACT_R]
-                act_r.append(int((baseline[1:] >= baseline[target]).sum()))
             bar.update(task, advance=len(positions))
     ndcg = {
         name: float(per_target(np.array(r))["NDCG@10"].mean())
