@@ -130,14 +130,7 @@ def main(
     shards = out / f"shards-{name}"
     if not (shards / "manifest.json").exists():
         build_shards(BuildInputs(plays=data), BuildOptions(out=shards))
-    options = [  # (in use, run-name tag, words in the row)
-        (logq and loss == "in-batch", "-logq", "logQ"),
-        (mask_seen, "-mask", "seen masked"),
-        (shift_windows, "-shifted", "shifted windows"),
-        (history_dropout > 0, f"-hd{history_dropout:g}", f"history dropout {history_dropout:g}"),
-    ]
-    tags = "".join(tag for used, tag, _ in options if used)
-    method = f"mirkit id-only ({', '.join([loss] + [words for used, _, words in options if used])}"
+    tags, method = _describe(loss, logq, mask_seen, shift_windows, history_dropout)
     manifest = load_manifest(shards)
     split = make_split(load_plays(shards, manifest["fingerprints"]["interactions"]), SplitConfig())
     if epochs == 0:
@@ -174,12 +167,7 @@ def main(
                 resume=resume and (run / "checkpoints" / "last.pt").exists(),
             )
         )
-        if "stopped at step" in summary:
-            raise click.ClickException(
-                f"training of seed {seed} was interrupted at step {summary['stopped at step']}; "
-                f"{run} holds its last checkpoint: run the same command with --resume to "
-                f"continue it (seeds before it are retrained unless you pass --seeds {seed}-...)"
-            )
+        _stop_if_interrupted(summary, seed, run)
         minutes = (time.perf_counter() - started) / 60
         runs.append(run)
         rows.append(_test(split, run))
@@ -188,6 +176,36 @@ def main(
             f"| {name} | {method}, seed {seed}, {summary['steps']} steps, {minutes:.1f} min, "
             f"best val NDCG@10 {vals[-1]:.4f}) | " + _cells(rows[-1])
         )
+    _echo_mean_and_published(name, method, rows, vals)
+    click.echo(f"time to quality: {plot_time_to_quality(runs, out / f'time-{name}.png')}")
+
+
+def _describe(
+    loss: str, logq: bool, mask_seen: bool, shift_windows: bool, history_dropout: float
+) -> tuple[str, str]:
+    """The run-name tags of the options in use and the words of the rows' model column."""
+    options = [  # (in use, run-name tag, words in the row)
+        (logq and loss == "in-batch", "-logq", "logQ"),
+        (mask_seen, "-mask", "seen masked"),
+        (shift_windows, "-shifted", "shifted windows"),
+        (history_dropout > 0, f"-hd{history_dropout:g}", f"history dropout {history_dropout:g}"),
+    ]
+    tags = "".join(tag for used, tag, _ in options if used)
+    words = ", ".join([loss] + [words for used, _, words in options if used])
+    return tags, f"mirkit id-only ({words}"
+
+
+def _stop_if_interrupted(summary: dict, seed: int, run: Path) -> None:
+    if "stopped at step" in summary:
+        raise click.ClickException(
+            f"training of seed {seed} was interrupted at step {summary['stopped at step']}; "
+            f"{run} holds its last checkpoint: run the same command with --resume to "
+            f"continue it (seeds before it are retrained unless you pass --seeds {seed}-...)"
+        )
+
+
+def _echo_mean_and_published(name: str, method: str, rows: list, vals: list[float]) -> None:
+    """The mean row of several seeds, then the published rows the table has for `name`."""
     if len(rows) > 1:
         mean = tuple(sum(column) / len(rows) for column in zip(*rows, strict=True))
         click.echo(
@@ -198,7 +216,6 @@ def main(
         click.echo(f"| {name} | {baseline} (published) | " + _cells(values))
     if name not in PUBLISHED:
         click.echo(f"(no published numbers for {name}: the table knows {', '.join(PUBLISHED)})")
-    click.echo(f"time to quality: {plot_time_to_quality(runs, out / f'time-{name}.png')}")
 
 
 def plot_time_to_quality(runs: list[Path], path: Path) -> Path:

@@ -307,15 +307,9 @@ def build_index(
     fingerprint = model_fingerprint(run.model_dir)
     path = run.path / INDEX_FILE
     urls = local_shard_urls(shards, manifest)
+    previous = _index_to_update(path, fingerprint, run.model_dir) if update else None
     first_new = 1
-    previous = None
-    if update:
-        previous = ItemIndex.load(path)
-        if previous.meta.get("model_sha256") != fingerprint:
-            raise IndexMismatch(
-                f"{path} was built by another model than {run.model_dir}: rebuild it "
-                f"without --update"
-            )
+    if previous is not None:
         first_new = previous.ids.oov  # the first id it has no row for
         urls = [
             u
@@ -343,17 +337,11 @@ def build_index(
     embeddings = all_reduce_sum(world, table).cpu().numpy()
     masses = _attention_table(attention, table, world)
     if previous is not None:
-        embeddings[:first_new] = previous.embeddings[:first_new]
-        masses[:first_new] = 0.0
-        for column, kind in enumerate(previous.meta["attention_kinds"]):
-            masses[:first_new, ATTENTION_KINDS.index(kind)] = previous.attention[:first_new, column]
+        _keep_rows(previous, first_new, embeddings, masses)
     usable = embeddable_items(model, catalog)
     embeddings[~usable] = 0.0
     masses[~usable] = 0.0
     kinds = [k for k, column in zip(ATTENTION_KINDS, masses.T, strict=True) if column.any()]
-    warm = np.zeros(ItemIds(n_now).rows, dtype=bool)
-    trained = model.item_tower.warm.cpu().numpy()[1 : min(model.n_items, n_now) + 1]
-    warm[1 : len(trained) + 1] = trained
     index = ItemIndex(
         embeddings.astype(np.float32),
         {
@@ -366,7 +354,7 @@ def build_index(
             "attention_kinds": kinds,
         },
         attention=masses[:, [ATTENTION_KINDS.index(k) for k in kinds]].astype(np.float32),
-        warm=warm,
+        warm=_warm_rows(model, n_now),
     )
     if world.main:
         index.save(path)
@@ -381,6 +369,34 @@ def build_index(
         "seconds": round(seconds, 1),
         "items/s": round(max(todo, 0) / seconds, 1),
     }
+
+
+def _warm_rows(model: TwoTower, n_items: int) -> np.ndarray:
+    """[rows of n_items ids] True for the items the model trained an id row for."""
+    warm = np.zeros(ItemIds(n_items).rows, dtype=bool)
+    trained = model.item_tower.warm.cpu().numpy()[1 : min(model.n_items, n_items) + 1]
+    warm[1 : len(trained) + 1] = trained
+    return warm
+
+
+def _index_to_update(path: Path, fingerprint: str, model_dir: Path) -> ItemIndex:
+    """The index `--update` extends: it must come from the same model."""
+    previous = ItemIndex.load(path)
+    if previous.meta.get("model_sha256") != fingerprint:
+        raise IndexMismatch(
+            f"{path} was built by another model than {model_dir}: rebuild it without --update"
+        )
+    return previous
+
+
+def _keep_rows(
+    previous: ItemIndex, first_new: int, embeddings: np.ndarray, masses: np.ndarray
+) -> None:
+    """Copy (in place) the rows of the items `previous` already holds, ids < first_new."""
+    embeddings[:first_new] = previous.embeddings[:first_new]
+    masses[:first_new] = 0.0
+    for column, kind in enumerate(previous.meta["attention_kinds"]):
+        masses[:first_new, ATTENTION_KINDS.index(kind)] = previous.attention[:first_new, column]
 
 
 def _attention_table(attention: dict[str, torch.Tensor], like: torch.Tensor, world: World):

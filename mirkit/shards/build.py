@@ -298,32 +298,7 @@ def _build(inputs: BuildInputs, options: BuildOptions) -> dict:
     write_json_atomic(out / layout.PLAN, plan)
     _write_tables(out, maps, inputs, problems, previous is not None)
 
-    paths = {s["index"]: layout.shard_path(out, s["name"], str(out / layout.PLAN)) for s in shards}
-    todo = [
-        s
-        for s in shards
-        if s["index"] % parts == part and not stats_path(paths[s["index"]]).exists()
-    ]
-    present = tuple(
-        m
-        for m, given in (
-            ("audio", inputs.audio_dir),
-            ("lyrics", inputs.lyrics),
-            ("cover", inputs.covers),
-        )
-        if given
-    )
-    tasks = [
-        ShardTask(
-            s["index"],
-            paths[s["index"]],
-            tuple(sources[i] for i in s["item_ids"]),
-            options.content,
-            tokenizer_dir,
-            present,
-        )
-        for s in todo
-    ]
+    tasks = _shard_tasks(shards, inputs, options, sources, tokenizer_dir)
     written = _run(tasks, options.workers)
     summary = {
         "items": len(maps.catalog),
@@ -345,6 +320,44 @@ def _build(inputs: BuildInputs, options: BuildOptions) -> dict:
         summary["next step"] = f"when all {parts} parts are done: mirkit shards join {out}"
     summary["seconds"] = round(time.perf_counter() - started, 1)
     return summary
+
+
+def _shard_tasks(
+    shards: list[dict],
+    inputs: BuildInputs,
+    options: BuildOptions,
+    sources: dict[int, ItemSource],
+    tokenizer_dir: Path | None,
+) -> list[ShardTask]:
+    """The shards of the plan this part writes (`--part`) that have no stats file yet."""
+    out = options.out
+    part, parts = options.part
+    paths = {s["index"]: layout.shard_path(out, s["name"], str(out / layout.PLAN)) for s in shards}
+    todo = [
+        s
+        for s in shards
+        if s["index"] % parts == part and not stats_path(paths[s["index"]]).exists()
+    ]
+    present = tuple(
+        m
+        for m, given in (
+            ("audio", inputs.audio_dir),
+            ("lyrics", inputs.lyrics),
+            ("cover", inputs.covers),
+        )
+        if given
+    )
+    return [
+        ShardTask(
+            s["index"],
+            paths[s["index"]],
+            tuple(sources[i] for i in s["item_ids"]),
+            options.content,
+            tokenizer_dir,
+            present,
+        )
+        for s in todo
+    ]
 
 
 def _tokenizer(
