@@ -106,15 +106,7 @@ def main(
         f"{shards.name}: {data.n_items} items, {len(batches.spans)} windows, batch {batch_size}, "
         f"{batches.steps_per_epoch()} steps per epoch, {torch.get_num_threads()} threads"
     )
-    click.echo("| phase | ms per step | share |\n|---|---:|---:|")
-    for name, seconds in phases.items():
-        click.echo(f"| {name} | {1000 * seconds / steps:.1f} | {seconds / steps / per_step:.0%} |")
-    click.echo(f"| step | {1000 * per_step:.1f} | 100% |")
-    click.echo(
-        prof.key_averages(group_by_input_shape=True).table(
-            sort_by="self_cpu_time_total", row_limit=12
-        )
-    )
+    _echo_phases(phases, steps, prof)
 
     validation = Validation(cfg, data, model, spec, tabular, ONE_PROCESS, device)
     started = time.perf_counter()
@@ -125,6 +117,20 @@ def main(
         f"validation: {validated:.1f} s for {len(validation.targets.rows)} targets (the "
         f"catalogue embedded, the model's ranks; the baselines are ranked once per run); an "
         f"epoch: {epoch_seconds:.0f} s of steps + {validated:.0f} s of validation"
+    )
+
+
+def _echo_phases(phases: dict[str, float], steps: int, prof: torch.profiler.profile) -> None:
+    """The step's phases (ms per step and share) and the profiler's top operators."""
+    per_step = sum(phases.values()) / steps
+    click.echo("| phase | ms per step | share |\n|---|---:|---:|")
+    for name, seconds in phases.items():
+        click.echo(f"| {name} | {1000 * seconds / steps:.1f} | {seconds / steps / per_step:.0%} |")
+    click.echo(f"| step | {1000 * per_step:.1f} | 100% |")
+    click.echo(
+        prof.key_averages(group_by_input_shape=True).table(
+            sort_by="self_cpu_time_total", row_limit=12
+        )
     )
 
 
