@@ -201,18 +201,7 @@ def _train(cfg: TrainConfig, run: RunDir, world: World, device: torch.device) ->
             )  # fmt: skip
             if stats.stopped_at is not None:
                 progress.epoch, progress.epoch_step = epoch, stats.stopped_at
-                checkpoint.save_last(progress)
-                (logger.warning if world.main else logger.debug)(
-                    "stopped by %s at step %d (epoch %d, step %d of %d); %s holds it: "
-                    "continue with --resume",
-                    stop.received or "a signal to another rank",
-                    progress.step,
-                    epoch + 1,
-                    stats.stopped_at,
-                    steps,
-                    run.checkpoint_path("last"),
-                )
-                summary = {"stopped at step": progress.step, "resume with": "--resume"}
+                summary = checkpoint.save_stopped(progress, steps, stop.received)
                 break
 
             validating = time.perf_counter()
@@ -478,6 +467,22 @@ class Checkpointer:
         if self.world.main:
             self.run.save_checkpoint("last", state)
         return state
+
+    def save_stopped(self, progress: Progress, steps: int, signal: str | None) -> dict:
+        """Save `last.pt` after a stop signal ended the epoch at `progress.epoch_step` of
+        `steps`, say how to continue, and return the run's summary."""
+        self.save_last(progress)
+        (logger.warning if self.world.main else logger.debug)(
+            "stopped by %s at step %d (epoch %d, step %d of %d); %s holds it: "
+            "continue with --resume",
+            signal or "a signal to another rank",
+            progress.step,
+            progress.epoch + 1,
+            progress.epoch_step,
+            steps,
+            self.run.checkpoint_path("last"),
+        )
+        return {"stopped at step": progress.step, "resume with": "--resume"}
 
 
 def train_epoch(
