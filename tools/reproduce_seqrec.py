@@ -177,7 +177,8 @@ def main(
             f"best val NDCG@10 {vals[-1]:.4f}) | " + _cells(rows[-1])
         )
     _echo_mean_and_published(name, method, rows, vals)
-    click.echo(f"time to quality: {plot_time_to_quality(runs, out / f'time-{name}.png')}")
+    # a blank line first: Markdown would read a line right after the table as its last row
+    click.echo(f"\ntime to quality: {plot_time_to_quality(runs, out / f'time-{name}.png')}")
 
 
 def _describe(
@@ -215,7 +216,7 @@ def _echo_mean_and_published(name: str, method: str, rows: list, vals: list[floa
     for baseline, values in PUBLISHED.get(name, {}).items():
         click.echo(f"| {name} | {baseline} (published) | " + _cells(values))
     if name not in PUBLISHED:
-        click.echo(f"(no published numbers for {name}: the table knows {', '.join(PUBLISHED)})")
+        click.echo(f"\n(no published numbers for {name}: the table knows {', '.join(PUBLISHED)})")
 
 
 def plot_time_to_quality(runs: list[Path], path: Path) -> Path:
