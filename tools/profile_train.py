@@ -106,7 +106,7 @@ def main(
         f"{shards.name}: {data.n_items} items, {len(batches.spans)} windows, batch {batch_size}, "
         f"{batches.steps_per_epoch()} steps per epoch, {torch.get_num_threads()} threads"
     )
-    _echo_phases(phases, steps, prof)
+    _echo_phases(phases, steps, per_step, prof)
 
     validation = Validation(cfg, data, model, spec, tabular, ONE_PROCESS, device)
     started = time.perf_counter()
@@ -120,9 +120,11 @@ def main(
     )
 
 
-def _echo_phases(phases: dict[str, float], steps: int, prof: torch.profiler.profile) -> None:
-    """The step's phases (ms per step and share) and the profiler's top operators."""
-    per_step = sum(phases.values()) / steps
+def _echo_phases(
+    phases: dict[str, float], steps: int, per_step: float, prof: torch.profiler.profile
+) -> None:
+    """The step's phases (ms per step and share of `per_step` seconds) and the
+    profiler's top operators."""
     click.echo("| phase | ms per step | share |\n|---|---:|---:|")
     for name, seconds in phases.items():
         click.echo(f"| {name} | {1000 * seconds / steps:.1f} | {seconds / steps / per_step:.0%} |")
